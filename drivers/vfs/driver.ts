@@ -1,0 +1,188 @@
+/**
+ * vfs: every layer is a full copy of its parent (reflinked where the filesystem can). Works on any
+ * backing filesystem; no mounts. Layers are built in a temp dir and renamed into place; removal
+ * renames first and deletes after, so a crash never leaves a half layer under its real name.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { applyLayer } from "../../src/archive/apply.ts";
+import { copyTree } from "../../src/archive/copy-tree.ts";
+import { rejectUnknownOptions, type CreateOpts, type Driver, type DriverConfig, type StatusPairs } from "../../src/driver.ts";
+import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/errors.ts";
+import { assertLayerId } from "../../src/layer-id.ts";
+import { KeyedLock } from "../../src/locks.ts";
+import type { Logger } from "../../src/log.ts";
+import { withNaiveDiff } from "../../src/naive-diff.ts";
+import { backingFs } from "../../src/sys/fs-magic.ts";
+import type { Sys } from "../../src/sys/types.ts";
+
+/** Where finished layers live, under Home. */
+export const LAYERS_DIR = "dir";
+/** Where layers are built and deleted, under Home; emptied at start. */
+export const TMP_DIR = "tmp";
+/** A finished ApplyDiff waiting to be swapped in: `tmp/ready-<id>`. */
+const READY_PREFIX = "ready-";
+
+/** The vfs driver's options (none yet). */
+const KNOWN_OPTIONS: readonly string[] = [];
+
+class VfsDriver {
+  readonly name = "vfs";
+  readonly sys: Sys;
+  #home: string;
+  #log: Logger;
+  #locks = new KeyedLock();
+  #fsName: string;
+  #seq = 0;
+
+  constructor(config: DriverConfig, fsName: string) {
+    this.#home = config.home;
+    this.sys = config.sys;
+    this.#log = config.log;
+    this.#fsName = fsName;
+  }
+
+  /** Finish or undo what a crash interrupted: swap in finished applies, delete the rest of tmp/. */
+  async recover(): Promise<void> {
+    const tmp = path.join(this.#home, TMP_DIR);
+    for (const name of await fs.readdir(tmp)) {
+      const id = name.slice(READY_PREFIX.length);
+      if (name.startsWith(READY_PREFIX) && !(await this.exists(id))) {
+        // The crash came between moving the old tree out and the new one in: the apply had finished.
+        await fs.rename(path.join(tmp, name), this.#dir(id));
+        this.#log.info("recovered applied layer", { id });
+        continue;
+      }
+      await fs.rm(path.join(tmp, name), { recursive: true, force: true });
+    }
+  }
+
+  #dir(id: string): string {
+    assertLayerId(id);
+    return path.join(this.#home, LAYERS_DIR, id);
+  }
+
+  #tmp(kind: string, id: string): string {
+    return path.join(this.#home, TMP_DIR, `${kind}-${id}-${process.pid}-${++this.#seq}`);
+  }
+
+  async status(): Promise<StatusPairs> {
+    const layers = await fs.readdir(path.join(this.#home, LAYERS_DIR));
+    return [["Backing Filesystem", this.#fsName], ["Layers", String(layers.length)]];
+  }
+
+  async getMetadata(id: string): Promise<Record<string, string>> {
+    await this.#mustExist(id, "inspect");
+    return { Dir: this.#dir(id) };
+  }
+
+  async cleanup(): Promise<void> {}
+
+  create(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    return this.#create(id, parent, opts);
+  }
+
+  createReadWrite(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    return this.#create(id, parent, opts);
+  }
+
+  async #create(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    const size = opts.storageOpt?.size;
+    if (size !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": the vfs driver does not support the size option`);
+    const unknown = Object.keys(opts.storageOpt ?? {}).find((k) => k !== "size");
+    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": unknown storage option "${unknown}"`);
+    const dir = this.#dir(id);
+    await this.#locks.runAll(parent ? [id, parent] : [id], async () => {
+      if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
+      const staging = this.#tmp("new", id);
+      try {
+        if (parent) {
+          await this.#mustExist(parent, `create layer "${id}" on`);
+          await copyTree(this.#dir(parent), staging, this.sys);
+        } else {
+          await fs.mkdir(staging, { mode: 0o755 });
+        }
+        await fs.rename(staging, dir);
+      } catch (err) {
+        await fs.rm(staging, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  async remove(id: string): Promise<void> {
+    const dir = this.#dir(id);
+    await this.#locks.run(id, async () => {
+      const doomed = this.#tmp("rm", id);
+      try {
+        await fs.rename(dir, doomed);
+      } catch (err) {
+        if (hasCode(err, "ENOENT")) return;
+        throw err;
+      }
+      // The layer is gone once renamed; a failure to delete is left for the next start's recovery.
+      await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
+    });
+  }
+
+  async get(id: string, _mountLabel: string): Promise<string> {
+    await this.#mustExist(id, "get");
+    return this.#dir(id);
+  }
+
+  async put(id: string): Promise<void> {
+    await this.#mustExist(id, "put");
+  }
+
+  async exists(id: string): Promise<boolean> {
+    try {
+      return (await fs.lstat(this.#dir(id))).isDirectory();
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return false;
+      throw err;
+    }
+  }
+
+  capabilities() {
+    return { ReproducesExactDiffs: false };
+  }
+
+  /** Apply into a copy of the layer and swap it in, so a failed apply leaves the layer as it was. */
+  async applyDiff(id: string, _parent: string, tar: ReadableStream<Uint8Array>): Promise<number> {
+    return await this.#locks.run(id, async () => {
+      await this.#mustExist(id, "apply a diff to");
+      const staging = this.#tmp("apply", id);
+      const ready = path.join(this.#home, TMP_DIR, READY_PREFIX + id);
+      let size: number;
+      try {
+        await copyTree(this.#dir(id), staging, this.sys);
+        size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete" });
+        await fs.rename(staging, ready);
+      } catch (err) {
+        await tar.cancel().catch(() => {});
+        await fs.rm(staging, { recursive: true, force: true });
+        throw err;
+      }
+      const old = this.#tmp("rm", id);
+      await fs.rename(this.#dir(id), old);
+      await fs.rename(ready, this.#dir(id));
+      await fs.rm(old, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
+      return size;
+    });
+  }
+
+  async #mustExist(id: string, action: string): Promise<void> {
+    if (!(await this.exists(id))) throw new NotFoundError(`Cannot ${action} layer "${id}": it does not exist`);
+  }
+}
+
+/** Build the vfs driver on `config.home`. */
+export async function initVfs(config: DriverConfig): Promise<Driver> {
+  rejectUnknownOptions("vfs", config.options, KNOWN_OPTIONS);
+  for (const dir of [config.home, path.join(config.home, LAYERS_DIR), path.join(config.home, TMP_DIR)]) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+  const driver = new VfsDriver(config, backingFs(config.sys, config.home));
+  await driver.recover();
+  return withNaiveDiff(driver);
+}

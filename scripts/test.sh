@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The README's test command (npm test): installs what the tests need, builds, runs every suite.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+status=0
+
+npm ci --no-audit --no-fund >"$log/npm.txt" 2>&1 || { cat "$log/npm.txt"; exit 1; }
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/install-test-deps.sh || exit 1
+else
+  echo "test: not root: the end-to-end and mount tests will be skipped (they need root and docker.io)"
+fi
+./compile.sh || exit 1
+
+run() { # name, command...: run one suite, keep its output for the summary
+  local name=$1; shift
+  echo "=== $name: $*"
+  "$@" 2>&1 | tee "$log/$name.txt"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "=== $name FAILED (exit $rc)"; status=1; }
+}
+
+run unit node_modules/.bin/bun test --timeout 60000
+for smoke in test/sys-deno-smoke.ts test/archive/tar-deno-smoke.ts; do
+  [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
+done
+if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
+  STRATA_E2E=1 run e2e node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts
+fi
+
+# One closing line over all suites (bun prints "N pass"/"N fail" per run; deno smokes "N passed, N failed").
+passed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) pass$/\1/p; s/^([0-9]+) passed, [0-9]+ failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
+failed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) fail$/\1/p; s/^[0-9]+ passed, ([0-9]+) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
+skipped=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) skip$/\1/p' | awk '{s+=$1} END {print s+0}')
+[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
+echo "strata: $passed passed, $failed failed, $skipped skipped"
+exit "$status"

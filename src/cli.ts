@@ -1,0 +1,115 @@
+/** The command line: `strata serve|version|--help`, runtime-neutral; entry points pass their runtime. */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createApp } from "./app.ts";
+import "./drivers.ts";
+import { registeredDrivers } from "./driver.ts";
+import { LOG_LEVELS, createLogger, type LogLevel } from "./log.ts";
+import { Plugin } from "./plugin.ts";
+import { prepareSocketPath, releaseSocketPath, secureSocket } from "./serve/socket.ts";
+import type { ListenUnix } from "./serve/types.ts";
+import type { Sys } from "./sys/types.ts";
+import { versionText } from "./version.ts";
+
+/** What an entry point provides. */
+export interface Runtime {
+  name: "bun" | "deno";
+  createSys(): Sys;
+  listenUnix: ListenUnix;
+}
+
+/** Defaults of `strata serve`. */
+export const DEFAULTS = {
+  driver: "auto",
+  socket: "/run/docker/plugins/strata.sock",
+  stateDir: "/var/lib/strata",
+  logLevel: "info" as LogLevel,
+};
+
+/** The usage text. */
+export function usage(): string {
+  return `strata — a Docker storage (graph) driver plugin
+
+Usage:
+  strata serve [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--state-dir DIR] [--log-level ${LOG_LEVELS.join("|")}]
+  strata version
+  strata --help
+
+serve options:
+  --driver      storage driver when Init names none (strata.driver=NAME in --storage-opt wins); default ${DEFAULTS.driver}
+  --socket      unix socket to listen on; default ${DEFAULTS.socket}
+  --state-dir   where Init's arguments are kept across restarts; default ${DEFAULTS.stateDir}
+  --log-level   default ${DEFAULTS.logLevel}
+
+Then: dockerd --experimental --storage-driver strata
+`;
+}
+
+/** Run the CLI; resolves to the exit code (serve resolves when the server stops). */
+export async function runCli(argv: string[], runtime: Runtime): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    process.stdout.write(usage());
+    return command === undefined ? 2 : 0;
+  }
+  if (command === "version" || command === "--version") {
+    process.stdout.write(versionText(runtime.name) + "\n");
+    return 0;
+  }
+  if (command !== "serve") return _bad(`unknown command "${command}"`);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        driver: { type: "string", default: DEFAULTS.driver },
+        socket: { type: "string", default: DEFAULTS.socket },
+        "state-dir": { type: "string", default: DEFAULTS.stateDir },
+        "log-level": { type: "string", default: DEFAULTS.logLevel },
+      },
+    }));
+  } catch (err) {
+    return _bad((err as Error).message);
+  }
+  const level = values["log-level"] as LogLevel;
+  if (!LOG_LEVELS.includes(level)) return _bad(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+  if (values.driver !== "auto" && !registeredDrivers().includes(values.driver)) {
+    return _bad(`--driver must be auto or one of ${registeredDrivers().join(", ")}`);
+  }
+  return await serve({ driver: values.driver, socket: values.socket, stateDir: values["state-dir"], level }, runtime);
+}
+
+async function serve(opts: { driver: string; socket: string; stateDir: string; level: LogLevel }, runtime: Runtime): Promise<number> {
+  const log = createLogger(opts.level);
+  const plugin = new Plugin({ sys: runtime.createSys(), stateDir: opts.stateDir, defaultDriver: opts.driver, log });
+  try {
+    await plugin.restore();
+  } catch (err) {
+    // Serve anyway: the daemon's next Init (at its own restart) can fix what the saved state could not.
+    log.error("cannot restore saved state", { stateDir: opts.stateDir, err: (err as Error).message });
+  }
+  await prepareSocketPath(opts.socket);
+  const listener = await runtime.listenUnix(opts.socket, createApp(plugin, log).fetch);
+  await secureSocket(opts.socket);
+  log.info("serving", { socket: opts.socket, runtime: runtime.name, driver: opts.driver, stateDir: opts.stateDir });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info("stopping", { signal });
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  // Mounts stay: containers the daemon is running keep using them; Cleanup is the daemon's call.
+  await listener.close();
+  await releaseSocketPath(opts.socket);
+  log.info("stopped");
+  return 0;
+}
+
+function _bad(message: string): number {
+  process.stderr.write(`strata: ${message}\n\n${usage()}`);
+  return 2;
+}

@@ -1,0 +1,143 @@
+/**
+ * The Driver interface every storage driver implements, and the registry that picks one.
+ * Mirrors moby's `daemon/graphdriver`: a ProtoDriver (directories and mounts) plus the diff
+ * operations; a driver with only the first half gets the second from `withNaiveDiff`.
+ */
+import type { Sys } from "./sys/types.ts";
+import type { Logger } from "./log.ts";
+import { ErrIncompatibleFS, ErrNotSupported, ErrPrerequisites, InvalidRequestError, StrataError } from "./errors.ts";
+
+/** One entry of a UID/GID map, as dockerd sends it. */
+export interface IdMap {
+  container_id: number;
+  host_id: number;
+  size: number;
+}
+
+/** A change between a layer and its parent; Kind 0 modified, 1 added, 2 deleted. */
+export interface Change {
+  Path: string;
+  Kind: 0 | 1 | 2;
+}
+
+/** Change kinds, named. */
+export const ChangeKind = { Modify: 0, Add: 1, Delete: 2 } as const;
+
+/** Options of Create / CreateReadWrite. */
+export interface CreateOpts {
+  mountLabel?: string;
+  storageOpt?: Record<string, string>;
+}
+
+/** Key/value pairs shown by `docker info`. */
+export type StatusPairs = Array<[string, string]>;
+
+/** Directories and mounts: what every driver must implement itself. */
+export interface ProtoDriver {
+  /** The driver's registered name, e.g. "vfs". */
+  readonly name: string;
+  /** Key/value pairs for `docker info`. */
+  status(): Promise<StatusPairs>;
+  /** Low-level details for `docker inspect` (GraphDriver.Data). */
+  getMetadata(id: string): Promise<Record<string, string>>;
+  /** Release everything held (mounts); called on daemon shutdown. */
+  cleanup(): Promise<void>;
+  /** A new read-only (image) layer on top of parent ("" for none). Fails if id exists. */
+  create(id: string, parent: string, opts: CreateOpts): Promise<void>;
+  /** A new writable (container) layer on top of parent. */
+  createReadWrite(id: string, parent: string, opts: CreateOpts): Promise<void>;
+  /** Delete the layer. Removing an unknown layer succeeds (moby's drivers do the same). */
+  remove(id: string): Promise<void>;
+  /** Mount (reference counted) and return the absolute path of the layer's root. */
+  get(id: string, mountLabel: string): Promise<string>;
+  /** Drop one reference taken by `get`; unmounts at zero. */
+  put(id: string): Promise<void>;
+  /** Whether the layer exists. */
+  exists(id: string): Promise<boolean>;
+  /** What the daemon may rely on. */
+  capabilities(): { ReproducesExactDiffs: boolean };
+}
+
+/** The diff half of the interface. */
+export interface DiffDriver {
+  /** The changes of `id` against `parent` ("" = the layer's own parent) as an uncompressed tar with AUFS whiteouts. */
+  diff(id: string, parent: string): Promise<ReadableStream<Uint8Array>>;
+  /** The list of changes of `id` against `parent`. */
+  changes(id: string, parent: string): Promise<Change[]>;
+  /** Extract a layer tar into `id` (created on `parent`); returns the applied content size. */
+  applyDiff(id: string, parent: string, tar: ReadableStream<Uint8Array>): Promise<number>;
+  /** The size of the changes of `id` against `parent`. */
+  diffSize(id: string, parent: string): Promise<number>;
+}
+
+/** A complete driver, as the protocol app serves it. */
+export interface Driver extends ProtoDriver, DiffDriver {}
+
+/** What a driver's init receives. */
+export interface DriverConfig {
+  /** The directory the daemon gave Init (`<data-root>/<name>`); everything lives under it. */
+  home: string;
+  /** Driver options from `strata.KEY=VALUE` Init options, without the prefix (minus `driver`). */
+  options: Record<string, string>;
+  uidMaps: IdMap[];
+  gidMaps: IdMap[];
+  sys: Sys;
+  log: Logger;
+}
+
+/** Fail Init naming the first option `driver` does not know. */
+export function rejectUnknownOptions(driver: string, options: Record<string, string>, known: readonly string[]): void {
+  const unknown = Object.keys(options).find((k) => !known.includes(k));
+  if (unknown !== undefined) {
+    const knownText = known.length ? `known: ${known.map((k) => `strata.${k}`).join(", ")}` : "it takes none";
+    throw new InvalidRequestError(`Unknown option "strata.${unknown}" for driver ${driver} (${knownText})`);
+  }
+}
+
+/** Builds a driver, or throws ErrNotSupported / ErrPrerequisites / ErrIncompatibleFS. */
+export type InitFunc = (config: DriverConfig) => Promise<Driver>;
+
+interface Registration {
+  init: InitFunc;
+  priority: number;
+}
+
+const registry = new Map<string, Registration>();
+
+/** Make a driver available by name; `auto` tries higher priorities first. */
+export function register(name: string, init: InitFunc, priority: number): void {
+  registry.set(name, { init, priority });
+}
+
+/** The registered names, highest priority first. */
+export function registeredDrivers(): string[] {
+  return [...registry.entries()].sort((a, b) => b[1].priority - a[1].priority).map(([n]) => n);
+}
+
+/** True for the errors that mean "this driver does not fit this host": `auto` skips those. */
+export function isDriverUnavailable(err: unknown): boolean {
+  return err instanceof ErrNotSupported || err instanceof ErrPrerequisites || err instanceof ErrIncompatibleFS;
+}
+
+/**
+ * Initialise the driver `name`, or with "auto" the highest-priority one that inits on this host.
+ * @example
+ * const driver = await initDriver("auto", { home, options: {}, uidMaps: [], gidMaps: [], sys });
+ */
+export async function initDriver(name: string, config: DriverConfig): Promise<Driver> {
+  if (name !== "auto") {
+    const reg = registry.get(name);
+    if (!reg) throw new ErrNotSupported(`Unknown driver "${name}" (known: ${registeredDrivers().join(", ")})`);
+    return await reg.init(config);
+  }
+  const reasons: string[] = [];
+  for (const candidate of registeredDrivers()) {
+    try {
+      return await registry.get(candidate)!.init(config);
+    } catch (err) {
+      if (!isDriverUnavailable(err)) throw err;
+      reasons.push(`${candidate}: ${(err as Error).message}`);
+    }
+  }
+  throw new StrataError(`No storage driver can run on this host (${reasons.join("; ")})`);
+}

@@ -1,0 +1,2 @@
+/** Every built-in driver registers itself on import; importing this module makes them all available. */
+import "../drivers/vfs/mod.ts";

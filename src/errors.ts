@@ -1,0 +1,86 @@
+/**
+ * The error tree. Drivers and the archive code throw these; `app.onError` turns any of them into
+ * `{"Err": message}` (see `toErrResponse`), the one place that happens.
+ */
+
+/** Base class: every error strata raises on purpose. `status` is the HTTP status the protocol answers with. */
+export class StrataError extends Error {
+  status = 500;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request was malformed (bad JSON, missing or invalid field). */
+export class InvalidRequestError extends StrataError {
+  override status = 400;
+}
+
+/** The layer named does not exist. */
+export class NotFoundError extends StrataError {
+  override status = 404;
+}
+
+/** The layer already exists. */
+export class AlreadyExistsError extends StrataError {
+  override status = 409;
+}
+
+/** The layer is in use (mounted, or has children). */
+export class BusyError extends StrataError {
+  override status = 409;
+}
+
+/** A layer tar was rejected (traversal, corruption, unsupported entry). */
+export class InvalidLayerError extends StrataError {
+  override status = 400;
+}
+
+/** The plugin was asked to act before Init. */
+export class NotInitializedError extends StrataError {
+  override status = 503;
+}
+
+/** moby's ErrNotSupported: this driver cannot run on this host. */
+export class ErrNotSupported extends StrataError {}
+/** moby's ErrPrerequisites: a prerequisite (kernel module, tool) is missing. */
+export class ErrPrerequisites extends StrataError {}
+/** moby's ErrIncompatibleFS: the backing filesystem cannot host this driver. */
+export class ErrIncompatibleFS extends StrataError {}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 9: "EBADF",
+  11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 15: "ENOTBLK", 16: "EBUSY", 17: "EEXIST",
+  18: "EXDEV", 19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE",
+  25: "ENOTTY", 26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 30: "EROFS", 31: "EMLINK", 34: "ERANGE",
+  36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 61: "ENODATA", 95: "EOPNOTSUPP",
+  122: "EDQUOT",
+};
+
+/** The symbolic name of an errno value ("ENOENT"), or "errno N". */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+
+/** A failed libc call. `code` is the symbolic name, like Node's fs errors. */
+export class ErrnoError extends StrataError {
+  readonly code: string;
+  constructor(readonly syscall: string, readonly errno: number, readonly path?: string) {
+    super(`${syscall}${path === undefined ? "" : ` "${path}"`}: ${errnoName(errno)}`);
+    this.code = errnoName(errno);
+  }
+}
+
+/** True when `err` is an errno-style error (ours or Node's fs) with one of the given codes. */
+export function hasCode(err: unknown, ...codes: string[]): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && codes.includes(code);
+}
+
+/** The protocol's error body and status for any thrown value. */
+export function toErrResponse(err: unknown): { status: number; body: { Err: string } } {
+  if (err instanceof StrataError) return { status: err.status, body: { Err: err.message } };
+  const message = err instanceof Error ? err.message : String(err);
+  return { status: 500, body: { Err: message || "internal error" } };
+}

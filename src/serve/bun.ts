@@ -1,0 +1,21 @@
+/** The Bun adapter: `Bun.serve` on a unix socket with the limits the protocol needs. */
+import type { FetchHandler, ListenUnix, Listener } from "./types.ts";
+
+/** Serve on a unix socket with Bun. */
+export const listenUnix: ListenUnix = async (path: string, fetch: FetchHandler): Promise<Listener> => {
+  const server = Bun.serve({
+    unix: path,
+    // ApplyDiff bodies are whole layers (default cap 128 MiB) and calls may take minutes (default idle cut 10 s).
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    idleTimeout: 0,
+    fetch: (req) => fetch(_absolute(req)),
+  });
+  return { close: () => server.stop(false) };
+};
+
+// dockerd 20.10 sends an empty Host, so Bun's req.url is a bare path, which URL parsing (and Hono's
+// router) rejects: give it an absolute URL, keeping the body stream.
+function _absolute(req: Request): Request {
+  if (!req.url.startsWith("/")) return req;
+  return new Request(`http://plugin${req.url}`, req);
+}

@@ -1,0 +1,66 @@
+/**
+ * The runtime-neutral view of the libc calls strata needs. `bun.ts` and `deno.ts` implement it
+ * through FFI; nothing else in the project touches `bun:ffi` or `Deno.dlopen`.
+ *
+ * Every call is synchronous and reads errno right after the C call; a failure throws
+ * `ErrnoError(syscall, errno, path)` from `../errors.ts`, never returns -1.
+ */
+
+/** Seconds and nanoseconds, as `struct timespec`. */
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+/** The fields of `struct statfs` strata uses. */
+export interface StatFs {
+  /** Filesystem magic (`f_type`), e.g. 0xEF53 for ext4. */
+  type: number;
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+
+/** mount(2) flags used by strata. */
+export const MS = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  REMOUNT: 0x20,
+  BIND: 0x1000,
+  MOVE: 0x2000,
+  REC: 0x4000,
+  PRIVATE: 0x40000,
+  SLAVE: 0x80000,
+  SHARED: 0x100000,
+} as const;
+
+/** umount2(2) flags. */
+export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4 } as const;
+
+/** The libc surface strata uses. */
+export interface Sys {
+  /** Which runtime's FFI backs this instance ("bun" or "deno"). */
+  readonly runtime: string;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  statfs(path: string): StatFs;
+  /** mknodat(AT_FDCWD, path, mode, makedev(major, minor)); mode includes the S_IF* type bits. */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW): changes a symlink itself. */
+  lchown(path: string, uid: number, gid: number): void;
+  /** utimensat(AT_FDCWD, path, [atime, mtime], AT_SYMLINK_NOFOLLOW): nanosecond times, symlinks too. */
+  lutimes(path: string, atime: Timespec, mtime: Timespec): void;
+  lsetxattr(path: string, name: string, value: Uint8Array): void;
+  /** The value, or null when the attribute is absent (ENODATA) or unsupported (ENOTSUP). */
+  lgetxattr(path: string, name: string): Uint8Array | null;
+  /** Attribute names; empty when the filesystem has none or does not support them. */
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  /** ioctl(dst, FICLONE, src): share extents. Throws ErrnoError (EOPNOTSUPP, EXDEV, EINVAL…) when not possible. */
+  ficlone(srcFd: number, dstFd: number): void;
+}
