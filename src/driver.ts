@@ -109,6 +109,11 @@ export function register(name: string, init: InitFunc, priority: number): void {
   registry.set(name, { init, priority });
 }
 
+/** Forget a driver (tests register throwaway drivers). */
+export function unregister(name: string): void {
+  registry.delete(name);
+}
+
 /** The registered names, highest priority first. */
 export function registeredDrivers(): string[] {
   return [...registry.entries()].sort((a, b) => b[1].priority - a[1].priority).map(([n]) => n);

@@ -1,0 +1,59 @@
+import { describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { rawCall } from "./helpers/raw-http.ts";
+
+const BUN = path.resolve("node_modules/.bin/bun");
+const BINARY = path.resolve("dist/strata");
+const variants: Array<[string, string[], string | undefined]> = [
+  ["bun source", [BUN, "src/main.bun.ts"], undefined],
+  ["compiled binary", [BINARY], fs.existsSync(BINARY) ? undefined : "dist/strata is not built (./compile.sh)"],
+];
+
+function run(argv: string[]) {
+  const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+  return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+}
+
+for (const [name, cmd, skip] of variants) {
+  describe(`strata CLI (${name})`, () => {
+    test.skipIf(!!skip)(`prints usage for --help${skip ? ` (skipped: ${skip})` : ""}`, () => {
+      const r = run([...cmd, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain("strata serve [--driver auto|vfs]");
+    });
+    test.skipIf(!!skip)("reports version, commit and runtime", () => {
+      const r = run([...cmd, "version"]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^strata \d+\.\d+\.\d+ \(commit \S+, runtime bun\)\n$/);
+    });
+    test.skipIf(!!skip)("exits 2 with usage on a bad flag", () => {
+      const r = run([...cmd, "serve", "--bogus"]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain("Unknown option '--bogus'");
+      expect(r.err).toContain("Usage:");
+    });
+    test.skipIf(!!skip)("serves, logs one line per call, and stops cleanly on SIGTERM", async () => {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-cli-"));
+      const socket = path.join(root, "s.sock");
+      const proc = Bun.spawn([...cmd, "serve", "--driver", "vfs", "--socket", socket, "--state-dir", path.join(root, "state")], { stderr: "pipe" });
+      try {
+        for (let i = 0; i < 100 && !fs.existsSync(socket); i++) await Bun.sleep(50);
+        const init = await rawCall(socket, "/GraphDriver.Init", JSON.stringify({ Home: path.join(root, "home"), Opts: null, UIDMaps: null, GIDMaps: null }) + "\n");
+        expect(JSON.parse(init.body.toString())).toEqual({ Err: "" });
+        const status = JSON.parse((await rawCall(socket, "/GraphDriver.Status", null)).body.toString());
+        expect(Object.fromEntries(status.Status)["Backing Filesystem"]).toBeTruthy();
+        proc.kill("SIGTERM");
+        expect(await proc.exited).toBe(0);
+        expect(fs.existsSync(socket)).toBe(false);
+        const log = await new Response(proc.stderr).text();
+        expect(log).toMatch(/info call method=GraphDriver.Init id= ms=\d+ status=200/);
+        expect(log).toMatch(/info call method=GraphDriver.Status id= ms=\d+ status=200/);
+      } finally {
+        proc.kill("SIGKILL");
+        fs.rmSync(root, { recursive: true, force: true });
+      }
+    }, 20_000);
+  });
+}
