@@ -1,0 +1,181 @@
+/**
+ * The runtime-neutral half of `Sys`: argument encoding, struct decoding, errno checks and the
+ * xattr size loops. `bun.ts` and `deno.ts` only open libc and hand their raw symbols to
+ * `libcSys`, so the two adapters cannot drift apart in behaviour.
+ */
+import { ErrnoError } from "../errors.ts";
+import type { StatFs, Sys, Timespec } from "./types.ts";
+
+/** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
+export const AT_FDCWD = -100;
+/** `AT_SYMLINK_NOFOLLOW`: act on a symlink itself, never its target. */
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+/** `FICLONE` = `_IOW(0x94, 9, int)`. */
+export const FICLONE = 0x40049409;
+/** `sizeof(struct statfs)` is 120 on x86_64 and aarch64; the spare room guards other 64-bit ABIs. */
+export const STATFS_BUF_SIZE = 128;
+
+const EINVAL = 22;
+const ERANGE = 34;
+const ENODATA = 61;
+/** ENOTSUP and EOPNOTSUPP share 95 on Linux. */
+const ENOTSUP = 95;
+
+/** A C pointer argument: a buffer libc reads or fills, or NULL. */
+type Buf = Uint8Array | null;
+/** What an FFI call returns: Bun and Deno hand back `int` as number and `ssize_t` as bigint. */
+type Ret = number | bigint;
+
+/**
+ * The raw libc symbols each runtime adapter supplies, with C strings already NUL-terminated.
+ * Both `bun:ffi` and `Deno.dlopen` symbol tables satisfy this shape directly.
+ */
+export interface Libc {
+  mount(source: Buf, target: Buf, fstype: Buf, flags: number | bigint, data: Buf): Ret;
+  umount2(target: Buf, flags: number): Ret;
+  statfs(path: Buf, buf: Buf): Ret;
+  mknodat(dirfd: number, path: Buf, mode: number, dev: bigint): Ret;
+  fchownat(dirfd: number, path: Buf, uid: number, gid: number, flags: number): Ret;
+  utimensat(dirfd: number, path: Buf, times: Buf, flags: number): Ret;
+  lsetxattr(path: Buf, name: Buf, value: Buf, size: number | bigint, flags: number): Ret;
+  lgetxattr(path: Buf, name: Buf, value: Buf, size: number | bigint): Ret;
+  llistxattr(path: Buf, list: Buf, size: number | bigint): Ret;
+  lremovexattr(path: Buf, name: Buf): Ret;
+  ioctl(fd: number, request: number | bigint, arg: number | bigint): Ret;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** `makedev(3)` with glibc's 64-bit encoding, so majors and minors above 255 survive. */
+export function makedev(major: number, minor: number): bigint {
+  const maj = BigInt(major >>> 0);
+  const min = BigInt(minor >>> 0);
+  return (min & 0xffn) | ((maj & 0xfffn) << 8n) | ((min & ~0xffn) << 12n) | ((maj & ~0xfffn) << 32n);
+}
+
+/** A NUL-terminated copy of `s`; an embedded NUL would silently cut the path short, so it is EINVAL. */
+export function cstr(s: string, syscall: string): Uint8Array {
+  if (s.includes("\0")) throw new ErrnoError(syscall, EINVAL, s);
+  return encoder.encode(`${s}\0`);
+}
+
+/** Decode the fields of a glibc `struct statfs` (every field a 64-bit word on LP64 Linux). */
+export function decodeStatfs(buf: Uint8Array): StatFs {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const word = (i: number) => Number(view.getBigUint64(i * 8, true));
+  // f_type is a signed long; magics above 0x7fffffff (btrfs) are only meaningful as unsigned 32-bit.
+  return {
+    type: view.getUint32(0, true),
+    bsize: word(1),
+    blocks: word(2),
+    bfree: word(3),
+    bavail: word(4),
+    files: word(5),
+    ffree: word(6),
+  };
+}
+
+/** Two `struct timespec` (i64 sec, i64 nsec) back to back, as utimensat wants them. */
+export function encodeTimespecs(atime: Timespec, mtime: Timespec): Uint8Array {
+  const buf = new Uint8Array(32);
+  const view = new DataView(buf.buffer);
+  [atime, mtime].forEach((t, i) => {
+    view.setBigInt64(i * 16, BigInt(Math.trunc(t.sec)), true);
+    view.setBigInt64(i * 16 + 8, BigInt(Math.trunc(t.nsec)), true);
+  });
+  return buf;
+}
+
+/** Split llistxattr's output, a run of NUL-terminated names, into strings. */
+export function splitXattrNames(buf: Uint8Array): string[] {
+  return decoder.decode(buf).split("\0").filter((name) => name !== "");
+}
+
+/**
+ * Throw `ErrnoError` when a libc call returned -1, else return its result as a number.
+ * `errno` is a thunk so it is read only on failure, before anything else can touch it.
+ */
+export function check(ret: Ret, errno: () => number, syscall: string, path?: string): number {
+  if (ret === -1 || ret === -1n) throw new ErrnoError(syscall, errno(), path);
+  return Number(ret);
+}
+
+/** The `Sys` every runtime shares, built over that runtime's raw libc symbols and errno reader. */
+export function libcSys(runtime: string, libc: Libc, errno: () => number): Sys {
+  /** Run one sized xattr call twice: once to learn the size, then to fill a buffer. */
+  const sized = (syscall: string, path: string, call: (buf: Buf, size: number) => Ret): Uint8Array | number => {
+    for (;;) {
+      let size = Number(call(null, 0));
+      if (size === -1) {
+        const err = errno();
+        if (err === ENODATA || err === ENOTSUP) return err;
+        throw new ErrnoError(syscall, err, path);
+      }
+      if (size === 0) return new Uint8Array(0);
+      const buf = new Uint8Array(size);
+      size = Number(call(buf, size));
+      if (size !== -1) return buf.subarray(0, size);
+      const err = errno();
+      // The value grew between the two calls (another writer); ask for the size again.
+      if (err === ERANGE) continue;
+      if (err === ENODATA || err === ENOTSUP) return err;
+      throw new ErrnoError(syscall, err, path);
+    }
+  };
+
+  return {
+    runtime,
+    mount(source, target, fstype, flags, data) {
+      const ret = libc.mount(
+        cstr(source, "mount"),
+        cstr(target, "mount"),
+        cstr(fstype, "mount"),
+        BigInt(flags),
+        data === "" ? null : cstr(data, "mount"),
+      );
+      check(ret, errno, "mount", target);
+    },
+    umount2(target, flags) {
+      check(libc.umount2(cstr(target, "umount2"), flags), errno, "umount2", target);
+    },
+    statfs(path) {
+      const buf = new Uint8Array(STATFS_BUF_SIZE);
+      check(libc.statfs(cstr(path, "statfs"), buf), errno, "statfs", path);
+      return decodeStatfs(buf);
+    },
+    mknod(path, mode, major, minor) {
+      const ret = libc.mknodat(AT_FDCWD, cstr(path, "mknod"), mode, makedev(major, minor));
+      check(ret, errno, "mknod", path);
+    },
+    lchown(path, uid, gid) {
+      const ret = libc.fchownat(AT_FDCWD, cstr(path, "lchown"), uid >>> 0, gid >>> 0, AT_SYMLINK_NOFOLLOW);
+      check(ret, errno, "lchown", path);
+    },
+    lutimes(path, atime, mtime) {
+      const ret = libc.utimensat(AT_FDCWD, cstr(path, "lutimes"), encodeTimespecs(atime, mtime), AT_SYMLINK_NOFOLLOW);
+      check(ret, errno, "lutimes", path);
+    },
+    lsetxattr(path, name, value) {
+      const ret = libc.lsetxattr(cstr(path, "lsetxattr"), cstr(name, "lsetxattr"), value, value.byteLength, 0);
+      check(ret, errno, "lsetxattr", path);
+    },
+    lgetxattr(path, name) {
+      const p = cstr(path, "lgetxattr");
+      const n = cstr(name, "lgetxattr");
+      const value = sized("lgetxattr", path, (buf, size) => libc.lgetxattr(p, n, buf, size));
+      return typeof value === "number" ? null : value;
+    },
+    llistxattr(path) {
+      const p = cstr(path, "llistxattr");
+      const list = sized("llistxattr", path, (buf, size) => libc.llistxattr(p, buf, size));
+      return typeof list === "number" ? [] : splitXattrNames(list);
+    },
+    lremovexattr(path, name) {
+      check(libc.lremovexattr(cstr(path, "lremovexattr"), cstr(name, "lremovexattr")), errno, "lremovexattr", path);
+    },
+    ficlone(srcFd, dstFd) {
+      check(libc.ioctl(dstFd, FICLONE, srcFd), errno, "ficlone");
+    },
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * `Sys` over `bun:ffi`. Only the symbol table and the errno reader live here; everything the
+ * calls mean is in `_common.ts`, shared with the Deno adapter.
+ */
+import { dlopen, read } from "bun:ffi";
+import { libcSys } from "./_common.ts";
+import type { Sys } from "./types.ts";
+
+// "ptr" parameters take a Uint8Array (Bun passes its data pointer, honouring byteOffset) or null.
+// ssize_t results are "i64_fast": a plain number when it fits, so no BigInt is allocated (and no GC
+// can run) between the call and the errno read.
+const SYMBOLS = {
+  /** int *__errno_location(void) */
+  __errno_location: { args: [], returns: "ptr" },
+  /** int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data) */
+  mount: { args: ["ptr", "ptr", "ptr", "u64", "ptr"], returns: "i32" },
+  /** int umount2(const char *target, int flags) */
+  umount2: { args: ["ptr", "i32"], returns: "i32" },
+  /** int statfs(const char *path, struct statfs *buf) */
+  statfs: { args: ["ptr", "ptr"], returns: "i32" },
+  /** int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) */
+  mknodat: { args: ["i32", "ptr", "u32", "u64"], returns: "i32" },
+  /** int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) */
+  fchownat: { args: ["i32", "ptr", "u32", "u32", "i32"], returns: "i32" },
+  /** int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags) */
+  utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
+  /** int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags) */
+  lsetxattr: { args: ["ptr", "ptr", "ptr", "u64", "i32"], returns: "i32" },
+  /** ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) */
+  lgetxattr: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i64_fast" },
+  /** ssize_t llistxattr(const char *path, char *list, size_t size) */
+  llistxattr: { args: ["ptr", "ptr", "u64"], returns: "i64_fast" },
+  /** int lremovexattr(const char *path, const char *name) */
+  lremovexattr: { args: ["ptr", "ptr"], returns: "i32" },
+  // ioctl is variadic; on x86_64 and aarch64 Linux an integer vararg travels exactly like a fixed one.
+  /** int ioctl(int fd, unsigned long request, ...) — called as (int, unsigned long, long) */
+  ioctl: { args: ["i32", "u64", "i64"], returns: "i32" },
+} as const;
+
+/**
+ * Open libc through `bun:ffi`.
+ * @example
+ * const sys = createSys();
+ * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
+ */
+export function createSys(): Sys {
+  const lib = dlopen("libc.so.6", SYMBOLS);
+  const { __errno_location, ...libc } = lib.symbols;
+  // errno is thread-local: ask for its address at read time rather than caching one thread's.
+  // glibc never returns NULL here.
+  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0));
+}

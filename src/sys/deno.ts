@@ -1,0 +1,50 @@
+/**
+ * `Sys` over `Deno.dlopen`. Only the symbol table and the errno reader live here; everything the
+ * calls mean is in `_common.ts`, shared with the Bun adapter.
+ */
+import { libcSys } from "./_common.ts";
+import type { Sys } from "./types.ts";
+
+// "buffer" parameters take a Uint8Array (Deno passes its data pointer, honouring byteOffset) or null.
+// "isize" results come back as bigint; `check` normalises them.
+const SYMBOLS = {
+  /** int *__errno_location(void) */
+  __errno_location: { parameters: [], result: "pointer" },
+  /** int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data) */
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  /** int umount2(const char *target, int flags) */
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int statfs(const char *path, struct statfs *buf) */
+  statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  /** int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) */
+  mknodat: { parameters: ["i32", "buffer", "u32", "u64"], result: "i32" },
+  /** int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) */
+  fchownat: { parameters: ["i32", "buffer", "u32", "u32", "i32"], result: "i32" },
+  /** int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags) */
+  utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  /** int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags) */
+  lsetxattr: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
+  /** ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) */
+  lgetxattr: { parameters: ["buffer", "buffer", "buffer", "usize"], result: "isize" },
+  /** ssize_t llistxattr(const char *path, char *list, size_t size) */
+  llistxattr: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** int lremovexattr(const char *path, const char *name) */
+  lremovexattr: { parameters: ["buffer", "buffer"], result: "i32" },
+  // ioctl is variadic; on x86_64 and aarch64 Linux an integer vararg travels exactly like a fixed one.
+  /** int ioctl(int fd, unsigned long request, ...) — called as (int, unsigned long, long) */
+  ioctl: { parameters: ["i32", "u64", "i64"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/**
+ * Open libc through `Deno.dlopen` (needs the "ffi" unstable flag, set in deno.json).
+ * @example
+ * const sys = createSys();
+ * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
+ */
+export function createSys(): Sys {
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  const { __errno_location, ...libc } = lib.symbols;
+  // errno is thread-local: ask for its address at read time rather than caching one thread's.
+  // glibc never returns NULL here.
+  return libcSys("deno", libc, () => new Deno.UnsafePointerView(__errno_location()!).getInt32());
+}

@@ -1,0 +1,319 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ErrnoError } from "../src/errors.ts";
+import { makedev } from "../src/sys/_common.ts";
+import { createSys } from "../src/sys/bun.ts";
+import { backingFs, fsName } from "../src/sys/fs-magic.ts";
+import { MNT, MS } from "../src/sys/types.ts";
+
+const sys = createSys();
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+const TMPFS_MAGIC = 0x01021994;
+const BTRFS_MAGIC = 0x9123683e;
+
+const isRoot = process.getuid?.() === 0;
+const hasMkfsBtrfs = spawnSync("sh", ["-c", "command -v mkfs.btrfs && command -v losetup"]).status === 0;
+const hasBtrfs = fs.readFileSync("/proc/filesystems", "utf8").includes("\tbtrfs\n");
+
+let root: string;
+let cleanups: (() => void)[];
+
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-sys-"));
+  cleanups = [];
+});
+
+afterEach(() => {
+  for (const undo of cleanups.reverse()) {
+    try {
+      undo();
+    } catch (err) {
+      console.error("cleanup:", err);
+    }
+  }
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** Mount a fresh tmpfs at `<root>/<name>`, unmounted after the test. */
+function tmpfs(name: string, flags = 0, data = "size=1m"): string {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir);
+  sys.mount("tmpfs", dir, "tmpfs", flags, data);
+  cleanups.push(() => sys.umount2(dir, MNT.DETACH));
+  return dir;
+}
+
+/** The mount points in /proc/self/mountinfo with their per-mount options. */
+function mountOptions(dir: string): string | undefined {
+  const line = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.split(" ")[4] === dir);
+  return line?.split(" ")[5];
+}
+
+/** Run `fn` and return what it threw. */
+function thrown(fn: () => unknown): ErrnoError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ErrnoError);
+    return err as ErrnoError;
+  }
+  throw new Error("expected an ErrnoError, nothing was thrown");
+}
+
+test("runtime names the FFI behind it", () => {
+  expect(sys.runtime).toBe("bun");
+});
+
+describe("mknod", () => {
+  test.skipIf(!isRoot)("makes the 0/0 character device overlay uses for whiteouts", () => {
+    const p = path.join(root, "wh");
+    sys.mknod(p, S_IFCHR | 0o644, 0, 0);
+    const st = fs.lstatSync(p);
+    expect(st.isCharacterDevice()).toBe(true);
+    expect(st.rdev).toBe(0);
+    expect(st.mode & 0o777).toBe(0o644 & ~process.umask());
+  });
+
+  test.skipIf(!isRoot)("makes block devices with large major and minor numbers", () => {
+    const sda1 = path.join(root, "sda1");
+    sys.mknod(sda1, S_IFBLK | 0o600, 8, 1);
+    expect(fs.lstatSync(sda1).isBlockDevice()).toBe(true);
+    expect(fs.lstatSync(sda1).rdev).toBe(0x801);
+    // Minor above 255 and major above 255 exercise every part of glibc's split encoding.
+    const big = path.join(root, "big");
+    sys.mknod(big, S_IFBLK | 0o600, 300, 70000);
+    expect(fs.lstatSync(big).rdev).toBe(0x11112c70);
+  });
+
+  test("makes fifos, and refuses to overwrite", () => {
+    const p = path.join(root, "fifo");
+    sys.mknod(p, S_IFIFO | 0o600, 0, 0);
+    expect(fs.lstatSync(p).isFIFO()).toBe(true);
+    const err = thrown(() => sys.mknod(p, S_IFIFO | 0o600, 0, 0));
+    expect(err.code).toBe("EEXIST");
+    expect(err.message).toBe(`mknod "${p}": EEXIST`);
+  });
+
+  test("makedev matches glibc for the 64-bit dev_t", () => {
+    expect(makedev(0, 0)).toBe(0n);
+    expect(makedev(8, 1)).toBe(0x801n);
+    expect(makedev(0x12345, 0x6789a)).toBe(0x120006783459an);
+  });
+});
+
+describe("lchown", () => {
+  test.skipIf(!isRoot)("changes the symlink, not its target", () => {
+    const target = path.join(root, "target");
+    const link = path.join(root, "link");
+    fs.writeFileSync(target, "x");
+    fs.symlinkSync(target, link);
+    sys.lchown(link, 1234, 5678);
+    expect(fs.lstatSync(link)).toMatchObject({ uid: 1234, gid: 5678 });
+    expect(fs.statSync(target)).toMatchObject({ uid: 0, gid: 0 });
+    sys.lchown(target, 4321, 8765);
+    expect(fs.statSync(target)).toMatchObject({ uid: 4321, gid: 8765 });
+  });
+
+  test("throws ENOENT naming a missing path", () => {
+    const p = path.join(root, "missing");
+    expect(thrown(() => sys.lchown(p, 1, 1)).message).toBe(`lchown "${p}": ENOENT`);
+  });
+});
+
+describe("lutimes", () => {
+  const atime = { sec: 1_000_000_000, nsec: 123_456_789 };
+  const mtime = { sec: 1_234_567_890, nsec: 987_654_321 };
+
+  test("sets nanosecond times on a file", () => {
+    const p = path.join(root, "f");
+    fs.writeFileSync(p, "x");
+    sys.lutimes(p, atime, mtime);
+    const st = fs.lstatSync(p, { bigint: true });
+    expect(st.atimeNs).toBe(1_000_000_000_123_456_789n);
+    expect(st.mtimeNs).toBe(1_234_567_890_987_654_321n);
+  });
+
+  test("sets the symlink's own times and leaves the target alone", () => {
+    const target = path.join(root, "target");
+    const link = path.join(root, "link");
+    fs.writeFileSync(target, "x");
+    fs.symlinkSync(target, link);
+    const before = fs.statSync(target, { bigint: true }).mtimeNs;
+    sys.lutimes(link, atime, mtime);
+    expect(fs.lstatSync(link, { bigint: true }).mtimeNs).toBe(1_234_567_890_987_654_321n);
+    expect(fs.statSync(target, { bigint: true }).mtimeNs).toBe(before);
+  });
+
+  test("accepts times before the epoch", () => {
+    const p = path.join(root, "old");
+    fs.writeFileSync(p, "");
+    sys.lutimes(p, atime, { sec: -86_400, nsec: 5 });
+    expect(fs.lstatSync(p, { bigint: true }).mtimeNs).toBe(-86_399_999_999_995n);
+  });
+});
+
+describe("xattrs", () => {
+  const binary = Uint8Array.from({ length: 256 }, (_, i) => i);
+
+  test.skipIf(!isRoot)("round-trip a binary value in the user and trusted namespaces", () => {
+    const p = path.join(root, "f");
+    fs.writeFileSync(p, "x");
+    sys.lsetxattr(p, "user.blob", binary);
+    sys.lsetxattr(p, "trusted.overlay.opaque", new TextEncoder().encode("y"));
+    sys.lsetxattr(p, "user.empty", new Uint8Array(0));
+    expect(sys.lgetxattr(p, "user.blob")).toEqual(binary);
+    expect(new TextDecoder().decode(sys.lgetxattr(p, "trusted.overlay.opaque")!)).toBe("y");
+    expect(sys.lgetxattr(p, "user.empty")).toEqual(new Uint8Array(0));
+    expect(sys.llistxattr(p).sort()).toEqual(["trusted.overlay.opaque", "user.blob", "user.empty"]);
+
+    sys.lremovexattr(p, "user.blob");
+    expect(sys.lgetxattr(p, "user.blob")).toBeNull();
+    expect(sys.llistxattr(p).sort()).toEqual(["trusted.overlay.opaque", "user.empty"]);
+  });
+
+  test.skipIf(!isRoot)("honour a subarray's offset", () => {
+    const p = path.join(root, "f");
+    fs.writeFileSync(p, "");
+    sys.lsetxattr(p, "user.part", binary.subarray(250));
+    expect(sys.lgetxattr(p, "user.part")).toEqual(Uint8Array.of(250, 251, 252, 253, 254, 255));
+  });
+
+  test.skipIf(!isRoot)("set security.capability on a file", () => {
+    const p = path.join(root, "ping");
+    fs.writeFileSync(p, "");
+    // vfs_cap_data revision 2, effective, permitted = CAP_NET_RAW (bit 13).
+    const caps = Uint8Array.of(1, 0, 0, 2, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    sys.lsetxattr(p, "security.capability", caps);
+    expect(sys.lgetxattr(p, "security.capability")).toEqual(caps);
+    expect(sys.llistxattr(p)).toContain("security.capability");
+  });
+
+  test.skipIf(!isRoot)("act on a symlink itself", () => {
+    const target = path.join(root, "target");
+    const link = path.join(root, "link");
+    fs.writeFileSync(target, "");
+    fs.symlinkSync(target, link);
+    sys.lsetxattr(link, "trusted.mark", binary);
+    expect(sys.lgetxattr(link, "trusted.mark")).toEqual(binary);
+    expect(sys.lgetxattr(target, "trusted.mark")).toBeNull();
+    expect(sys.llistxattr(target)).toEqual([]);
+  });
+
+  test("a missing attribute is null, a missing file throws", () => {
+    const p = path.join(root, "f");
+    fs.writeFileSync(p, "");
+    expect(sys.lgetxattr(p, "user.nothing")).toBeNull();
+    expect(sys.llistxattr(p)).toEqual([]);
+    expect(thrown(() => sys.lremovexattr(p, "user.nothing")).code).toBe("ENODATA");
+    const missing = path.join(root, "missing");
+    expect(thrown(() => sys.lgetxattr(missing, "user.x")).message).toBe(`lgetxattr "${missing}": ENOENT`);
+    expect(thrown(() => sys.llistxattr(missing)).code).toBe("ENOENT");
+  });
+});
+
+describe("mount", () => {
+  test.skipIf(!isRoot)("mounts a tmpfs with flags and umount2 removes it", () => {
+    const dir = path.join(root, "mnt");
+    fs.mkdirSync(dir);
+    sys.mount("tmpfs", dir, "tmpfs", MS.NOSUID | MS.NODEV, "size=1m,mode=700");
+    try {
+      expect(mountOptions(dir)?.split(",")).toEqual(expect.arrayContaining(["nosuid", "nodev"]));
+      expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+      fs.writeFileSync(path.join(dir, "inside"), "x");
+    } finally {
+      sys.umount2(dir, 0);
+    }
+    expect(mountOptions(dir)).toBeUndefined();
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test.skipIf(!isRoot)("statfs reads the tmpfs magic and sizes", () => {
+    const dir = tmpfs("mnt");
+    // Use 16 of the 256 blocks so every size field differs from its neighbour.
+    fs.writeFileSync(path.join(dir, "used"), Buffer.alloc(16 * 4096, 1));
+    const st = sys.statfs(dir);
+    expect(st.type).toBe(TMPFS_MAGIC);
+    expect(fsName(st.type)).toBe("tmpfs");
+    expect(backingFs(sys, dir)).toBe("tmpfs");
+    expect(st).toMatchObject({ bsize: 4096, blocks: 256, bfree: 240, bavail: 240 });
+    expect(st.files).toBeGreaterThan(0);
+    expect(st.ffree).toBeLessThan(st.files);
+  });
+
+  test("mount on a missing directory throws ENOENT naming it", () => {
+    const dir = path.join(root, "nope");
+    const err = thrown(() => sys.mount("tmpfs", dir, "tmpfs", 0, ""));
+    expect(err).toMatchObject({ code: "ENOENT", errno: 2, syscall: "mount", path: dir });
+    expect(err.message).toContain(dir);
+  });
+
+  test.skipIf(!isRoot)("umount2 of a directory that is not a mount point throws EINVAL", () => {
+    expect(thrown(() => sys.umount2(root, 0))).toMatchObject({ code: "EINVAL", syscall: "umount2", path: root });
+  });
+
+  test("a path with an embedded NUL is EINVAL, not truncated", () => {
+    expect(thrown(() => sys.statfs(`${root}\0/etc`)).code).toBe("EINVAL");
+  });
+});
+
+describe("fsName", () => {
+  test("names moby's magics and reports unknown ones like moby", () => {
+    expect(fsName(0xef53)).toBe("extfs");
+    expect(fsName(0x58465342)).toBe("xfs");
+    expect(fsName(0x794c7630)).toBe("overlayfs");
+    expect(fsName(BTRFS_MAGIC)).toBe("btrfs");
+    expect(fsName(BTRFS_MAGIC | 0)).toBe("btrfs");
+    expect(fsName(0xdeadbeef)).toBe("<unknown>");
+  });
+});
+
+describe("ficlone", () => {
+  /** Open `src` for reading and `dst` fresh for writing, closed after the test. */
+  function openPair(src: string, dst: string): [number, number] {
+    const fds = [fs.openSync(src, "r"), fs.openSync(dst, "w")] as [number, number];
+    cleanups.push(() => fds.forEach((fd) => fs.closeSync(fd)));
+    return fds;
+  }
+
+  test.skipIf(!isRoot)("throws on tmpfs, which cannot share extents", () => {
+    const dir = tmpfs("mnt");
+    fs.writeFileSync(path.join(dir, "src"), "data");
+    const [src, dst] = openPair(path.join(dir, "src"), path.join(dir, "dst"));
+    const err = thrown(() => sys.ficlone(src, dst));
+    expect(["EOPNOTSUPP", "EINVAL", "EXDEV"]).toContain(err.code);
+    expect(err.syscall).toBe("ficlone");
+  });
+
+  test.skipIf(!isRoot || !hasMkfsBtrfs || !hasBtrfs)(
+    "shares extents on btrfs (skipped without root, btrfs-progs or the btrfs module)",
+    () => {
+      const image = path.join(root, "btrfs.img");
+      fs.writeFileSync(image, "");
+      fs.truncateSync(image, 256 * 1024 * 1024);
+      expect(spawnSync("mkfs.btrfs", ["-q", image]).status).toBe(0);
+      const loop = spawnSync("losetup", ["--find", "--show", image], { encoding: "utf8" }).stdout.trim();
+      expect(loop).toStartWith("/dev/loop");
+      cleanups.push(() => spawnSync("losetup", ["-d", loop]));
+      const dir = path.join(root, "mnt");
+      fs.mkdirSync(dir);
+      sys.mount(loop, dir, "btrfs", 0, "");
+      cleanups.push(() => sys.umount2(dir, 0));
+      expect(sys.statfs(dir).type).toBe(BTRFS_MAGIC);
+      expect(backingFs(sys, dir)).toBe("btrfs");
+
+      const data = randomBytes(256 * 1024);
+      fs.writeFileSync(path.join(dir, "src"), data);
+      const [src, dst] = openPair(path.join(dir, "src"), path.join(dir, "dst"));
+      sys.ficlone(src, dst);
+      expect(fs.readFileSync(path.join(dir, "dst")).equals(data)).toBe(true);
+      const extents = spawnSync("filefrag", ["-v", path.join(dir, "dst")], { encoding: "utf8" }).stdout;
+      expect(extents).toContain("shared");
+    },
+  );
+});
