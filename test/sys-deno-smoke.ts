@@ -112,6 +112,11 @@ try {
     return new TextDecoder().decode(out.stdout).trim() === "1234567890.987654321";
   });
 
+  check("lstat ns via statx", () => {
+    const st = sys.lstat(link);
+    return st.mtime.sec === 1_234_567_890 && st.mtime.nsec === 987_654_321 && st.uid === 1234 && (st.mode & 0o170000) === 0o120000;
+  });
+
   check("mount on a missing dir throws ENOENT", () => {
     const missing = path.join(root, "nope");
     const err = thrown(() => sys.mount("tmpfs", missing, "tmpfs", 0, ""));

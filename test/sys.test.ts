@@ -317,3 +317,28 @@ describe("ficlone", () => {
     },
   );
 });
+
+describe("lstat", () => {
+  test("reports the entry itself with nanosecond times, devices and owners", () => {
+    const sys = createSys();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "strata-lstat-"));
+    try {
+      const file = path.join(dir, "f");
+      fs.writeFileSync(file, "12345");
+      sys.lutimes(file, { sec: 1_000, nsec: 1 }, { sec: 1_700_000_000, nsec: 123_456_789 });
+      const link = path.join(dir, "l");
+      fs.symlinkSync("f", link);
+      sys.lchown(link, 7, 8);
+      const dev = path.join(dir, "d");
+      sys.mknod(dev, 0o20640, 300, 70000);
+      expect(sys.lstat(file)).toMatchObject({ size: 5, nlink: 1, mtime: { sec: 1_700_000_000, nsec: 123_456_789 }, atime: { sec: 1_000, nsec: 1 } });
+      expect(sys.lstat(file).mode).toBe(0o100644);
+      expect(sys.lstat(file).ino).toBe(fs.lstatSync(file, { bigint: true }).ino);
+      expect(sys.lstat(link)).toMatchObject({ mode: 0o120777, uid: 7, gid: 8, size: 1 });
+      expect(sys.lstat(dev)).toMatchObject({ mode: 0o20640, rdevMajor: 300, rdevMinor: 70000 });
+      expect(() => sys.lstat(path.join(dir, "missing"))).toThrow(`lstat "${dir}/missing": ENOENT`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

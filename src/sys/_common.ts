@@ -4,7 +4,7 @@
  * `libcSys`, so the two adapters cannot drift apart in behaviour.
  */
 import { ErrnoError } from "../errors.ts";
-import type { StatFs, Sys, Timespec } from "./types.ts";
+import type { Stat, StatFs, Sys, Timespec } from "./types.ts";
 
 /** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
 export const AT_FDCWD = -100;
@@ -14,6 +14,11 @@ export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const FICLONE = 0x40049409;
 /** `sizeof(struct statfs)` is 120 on x86_64 and aarch64; the spare room guards other 64-bit ABIs. */
 export const STATFS_BUF_SIZE = 128;
+
+/** `sizeof(struct statx)`: the same on every architecture. */
+export const STATX_BUF_SIZE = 256;
+/** `STATX_BASIC_STATS`: type, mode, nlink, uid, gid, times, ino, size, blocks. */
+export const STATX_BASIC_STATS = 0x7ff;
 
 const EINVAL = 22;
 const ERANGE = 34;
@@ -34,6 +39,7 @@ export interface Libc {
   mount(source: Buf, target: Buf, fstype: Buf, flags: number | bigint, data: Buf): Ret;
   umount2(target: Buf, flags: number): Ret;
   statfs(path: Buf, buf: Buf): Ret;
+  statx(dirfd: number, path: Buf, flags: number, mask: number, buf: Buf): Ret;
   mknodat(dirfd: number, path: Buf, mode: number, dev: bigint): Ret;
   fchownat(dirfd: number, path: Buf, uid: number, gid: number, flags: number): Ret;
   utimensat(dirfd: number, path: Buf, times: Buf, flags: number): Ret;
@@ -73,6 +79,24 @@ export function decodeStatfs(buf: Uint8Array): StatFs {
     bavail: word(4),
     files: word(5),
     ffree: word(6),
+  };
+}
+
+/** Decode a `struct statx` (architecture-independent layout from <linux/stat.h>). */
+export function decodeStatx(buf: Uint8Array): Stat {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const time = (at: number): Timespec => ({ sec: Number(view.getBigInt64(at, true)), nsec: view.getUint32(at + 8, true) });
+  return {
+    nlink: view.getUint32(16, true),
+    uid: view.getUint32(20, true),
+    gid: view.getUint32(24, true),
+    mode: view.getUint16(28, true),
+    ino: view.getBigUint64(32, true),
+    size: Number(view.getBigUint64(40, true)),
+    atime: time(64),
+    mtime: time(112),
+    rdevMajor: view.getUint32(128, true),
+    rdevMinor: view.getUint32(132, true),
   };
 }
 
@@ -143,6 +167,11 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number): Sys {
       const buf = new Uint8Array(STATFS_BUF_SIZE);
       check(libc.statfs(cstr(path, "statfs"), buf), errno, "statfs", path);
       return decodeStatfs(buf);
+    },
+    lstat(path) {
+      const buf = new Uint8Array(STATX_BUF_SIZE);
+      check(libc.statx(AT_FDCWD, cstr(path, "lstat"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf), errno, "lstat", path);
+      return decodeStatx(buf);
     },
     mknod(path, mode, major, minor) {
       const ret = libc.mknodat(AT_FDCWD, cstr(path, "mknod"), mode, makedev(major, minor));

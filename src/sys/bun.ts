@@ -18,6 +18,8 @@ const SYMBOLS = {
   umount2: { args: ["ptr", "i32"], returns: "i32" },
   /** int statfs(const char *path, struct statfs *buf) */
   statfs: { args: ["ptr", "ptr"], returns: "i32" },
+  /** int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf) */
+  statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
   /** int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) */
   mknodat: { args: ["i32", "ptr", "u32", "u64"], returns: "i32" },
   /** int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) */

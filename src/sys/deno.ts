@@ -16,6 +16,8 @@ const SYMBOLS = {
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
   /** int statfs(const char *path, struct statfs *buf) */
   statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  /** int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf) */
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   /** int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) */
   mknodat: { parameters: ["i32", "buffer", "u32", "u64"], result: "i32" },
   /** int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) */

@@ -24,6 +24,21 @@ export interface StatFs {
   ffree: number;
 }
 
+/** What `lstat` reports, from statx(2): nanosecond times on every runtime (Deno's fs rounds to ms). */
+export interface Stat {
+  /** st_mode: type bits and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  ino: bigint;
+  rdevMajor: number;
+  rdevMinor: number;
+  atime: Timespec;
+  mtime: Timespec;
+}
+
 /** mount(2) flags used by strata. */
 export const MS = {
   RDONLY: 0x1,
@@ -49,6 +64,8 @@ export interface Sys {
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
   statfs(path: string): StatFs;
+  /** statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS): the entry itself, never a symlink's target. */
+  lstat(path: string): Stat;
   /** mknodat(AT_FDCWD, path, mode, makedev(major, minor)); mode includes the S_IF* type bits. */
   mknod(path: string, mode: number, major: number, minor: number): void;
   /** fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW): changes a symlink itself. */
