@@ -1,0 +1,34 @@
+/** moby's `ChangesSize`: how many bytes a change list adds to a layer. */
+import * as fs from "node:fs/promises";
+import type { Change } from "../driver.ts";
+import { ChangeKind } from "../driver.ts";
+import { hasCode } from "../errors.ts";
+
+/**
+ * The summed sizes of the added and modified non-directories of `changes` in `dir` (a symlink
+ * counts its target's length, a hardlinked inode counts once, a deletion counts nothing).
+ * A path gone since the change list was made counts nothing, as in moby.
+ * @example
+ * const size = await changesSize(layerDir, await changesDirs(layerDir, parentDir, sys));
+ */
+export async function changesSize(dir: string, changes: Change[]): Promise<number> {
+  const seen = new Set<bigint>();
+  let size = 0;
+  for (const change of changes) {
+    if (change.Kind === ChangeKind.Delete) continue;
+    let st;
+    try {
+      st = await fs.lstat(`${dir}/${change.Path}`, { bigint: true });
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) continue;
+      throw err;
+    }
+    if (st.isDirectory()) continue;
+    if (st.nlink > 1n) {
+      if (seen.has(st.ino)) continue;
+      seen.add(st.ino);
+    }
+    size += Number(st.size);
+  }
+  return size;
+}
