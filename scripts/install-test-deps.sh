@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# What the end-to-end tests need from the system: docker.io (dockerd 20.10 on Debian 12) and
+# busybox-static (the whole image the tests import). Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(docker.io busybox-static)
+missing=()
+for pkg in "${packages[@]}"; do
+  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+    echo "install-test-deps: $pkg is installed"
+  else
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-test-deps: nothing to do"
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-deps: missing ${missing[*]}; run as root (or: sudo apt-get install -y ${missing[*]})" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "install-test-deps: missing ${missing[*]} and there is no apt-get: install them by hand" >&2
+  exit 1
+fi
+
+echo "install-test-deps: apt-get update"
+apt-get update -qq
+echo "install-test-deps: apt-get install -y ${missing[*]}"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+echo "install-test-deps: installed ${missing[*]}"

@@ -1,0 +1,13 @@
+/**
+ * The end-to-end scenario on dockerd's own storage drivers, no plugin: proves the harness and the
+ * scenario's expectations, and gives a baseline for the plugin's wall times (overlay2 is what users
+ * run; vfs is the like-for-like comparison with strata's vfs driver).
+ */
+import { e2eUnavailableReason } from "./harness.ts";
+import { runScenario } from "./scenario.ts";
+
+const skip = e2eUnavailableReason();
+
+for (const driver of ["overlay2", "vfs"]) {
+  runScenario({ name: `built-in ${driver} driver`, skip, storage: { builtin: driver } });
+}

@@ -1,0 +1,156 @@
+/**
+ * End-to-end harness: one private dockerd on a storage driver (built-in, or the plugin as a child
+ * process found through a spec file), with a teardown that leaves nothing behind.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Dockerd, type DaemonExit } from "./dockerd.ts";
+import {
+  E2E_PREFIX,
+  makeTempRoot,
+  mountsUnder,
+  randomSuffix,
+  reapAbandonedRoots,
+  removePluginSpec,
+  removeTempRoot,
+  writePluginSpec,
+} from "./host.ts";
+import { PluginProcess, type PluginExit } from "./plugin-process.ts";
+
+export * from "./busybox-image.ts";
+export * from "./command.ts";
+export * from "./dockerd.ts";
+export * from "./host.ts";
+export * from "./plugin-process.ts";
+
+/** The repository root (the plugin's working directory). */
+export const REPO_ROOT = path.resolve(import.meta.dir, "../..");
+
+/** How to start the plugin: the command before `serve`, e.g. `["dist/strata"]`. */
+export interface PluginCommand {
+  command: string[];
+  /** strata's `--driver`. */
+  driver: string;
+  logLevel?: string;
+  readyTimeoutMs?: number;
+}
+
+/** Which storage the daemon uses. */
+export type StorageChoice = { builtin: string } | { plugin: PluginCommand };
+
+/** What {@link E2EEnv.teardown} found and did. */
+export interface TeardownReport {
+  dockerdExit?: DaemonExit;
+  pluginExit?: PluginExit & { forced: boolean };
+  /** Processes still running from the temp root that had to be SIGKILLed. */
+  killed: string[];
+  /** Mount points that were still there and had to be unmounted. */
+  unmounted: string[];
+}
+
+/**
+ * A temp root holding one dockerd and, for a plugin, the plugin process and its spec file.
+ *
+ * @example
+ * ```ts
+ * const env = await E2EEnv.create({ plugin: { command: ["dist/strata"], driver: "vfs" } });
+ * await env.start();
+ * await env.dockerd.docker("info");
+ * await env.teardown();
+ * ```
+ */
+export class E2EEnv {
+  readonly root: string;
+  readonly dockerd: Dockerd;
+  readonly plugin: PluginProcess | undefined;
+  /** The plugin's name for dockerd (`--storage-driver`), unique per run. */
+  readonly pluginName: string | undefined;
+  readonly pluginSocket: string | undefined;
+  #specWritten = false;
+  #tornDown = false;
+
+  private constructor(storage: StorageChoice) {
+    this.root = makeTempRoot();
+    if ("builtin" in storage) {
+      this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin });
+      return;
+    }
+    this.pluginName = `${E2E_PREFIX}${randomSuffix()}`;
+    this.pluginSocket = path.join(this.root, "plugins", "strata.sock");
+    fs.mkdirSync(path.dirname(this.pluginSocket), { recursive: true });
+    const p = storage.plugin;
+    this.plugin = new PluginProcess({
+      argv: [
+        ...p.command,
+        "serve",
+        "--driver", p.driver,
+        "--socket", this.pluginSocket,
+        "--state-dir", path.join(this.root, "state"),
+        "--log-level", p.logLevel ?? "info",
+      ],
+      socket: this.pluginSocket,
+      logFile: path.join(this.root, "plugin.log"),
+      cwd: REPO_ROOT,
+      readyTimeoutMs: p.readyTimeoutMs,
+    });
+    this.dockerd = new Dockerd({ root: this.root, storageDriver: this.pluginName });
+  }
+
+  /** Reap what crashed earlier runs left, make a temp root (and a unique plugin name); nothing runs yet. */
+  static async create(storage: StorageChoice): Promise<E2EEnv> {
+    const reaped = await reapAbandonedRoots();
+    if (reaped.length) console.error(`[e2e] removed abandoned temp roots: ${reaped.join(", ")}`);
+    return new E2EEnv(storage);
+  }
+
+  /** The name dockerd knows the storage driver by (`docker info` → Storage Driver). */
+  get driverName(): string {
+    return this.dockerd.storageDriver;
+  }
+
+  /** Where the driver keeps its layers: Init's Home for a plugin (`<data-root>/<name>`). */
+  get layerHome(): string {
+    return path.join(this.dockerd.dataRoot, this.driverName);
+  }
+
+  /** Start the plugin (if any), publish its spec file, start dockerd. */
+  async start(): Promise<void> {
+    if (this.plugin) {
+      await this.plugin.start();
+      writePluginSpec(this.pluginName!, this.pluginSocket!);
+      this.#specWritten = true;
+    }
+    await this.dockerd.start();
+  }
+
+  /** dockerd's and the plugin's log tails, for failure messages. */
+  logs(lines = 40): string {
+    return [this.dockerd.logTail(lines), this.plugin?.logTail(lines)].filter(Boolean).join("\n\n");
+  }
+
+  /**
+   * Stop dockerd (SIGTERM, bounded), stop the plugin, SIGKILL whatever still runs from the temp root
+   * (containerd, shims and their containers), lazily unmount everything under it, remove the spec
+   * file and the temp root. Safe to call twice.
+   */
+  async teardown(): Promise<TeardownReport> {
+    if (this.#tornDown) return { killed: [], unmounted: [] };
+    this.#tornDown = true;
+    const report: TeardownReport = { killed: [], unmounted: [] };
+    try {
+      report.dockerdExit = await this.dockerd.stop(45_000);
+      if (this.plugin) report.pluginExit = await this.plugin.stop(10_000);
+      const removed = await removeTempRoot(this.root);
+      report.killed = removed.killed;
+      report.unmounted = removed.unmounted;
+    } finally {
+      if (this.#specWritten) removePluginSpec(this.pluginName!);
+    }
+    return report;
+  }
+
+  /** Mount points under the temp root right now. */
+  mounts(): string[] {
+    return mountsUnder(this.root);
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * The end-to-end scenario every storage backend runs: what a user does with the real docker CLI on a
+ * private dockerd, from `docker import` to a clean shutdown. Each step asserts what the user would
+ * see; failures carry the command, its stderr and the daemon's and plugin's logs.
+ */
+import { afterAll, describe, test } from "bun:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  check,
+  E2EEnv,
+  makeBusyboxImageTar,
+  mentions,
+  printed,
+  succeeded,
+  tarMembers,
+  type StorageChoice,
+} from "./harness.ts";
+import { layerDirs, mountLayerIds, writeBuildContext } from "./scenario-helpers.ts";
+
+/** Options of {@link runScenario}. */
+export interface ScenarioOptions {
+  /** The describe() label, e.g. "plugin via bun src/main.bun.ts". */
+  name: string;
+  /** When set, the whole scenario is skipped and this says why. */
+  skip?: string;
+  /** Which driver dockerd uses (nothing is created until the first step runs). */
+  storage: StorageChoice;
+}
+
+const IMG = "e2e-busybox:base";
+const COMMITTED = "e2e-busybox:committed";
+const LEGACY = "e2e-busybox:legacy";
+const BUILDKIT = "e2e-busybox:buildkit";
+const PARALLEL = 20;
+
+/**
+ * Register the scenario as one describe() block whose tests run in order on one dockerd.
+ *
+ * @example
+ * ```ts
+ * runScenario({ name: "built-in overlay2", storage: { builtin: "overlay2" } });
+ * ```
+ */
+export function runScenario(opts: ScenarioOptions): void {
+  if (opts.skip) {
+    // One skipped entry per scenario, not one per step: the reason is the same for all of them.
+    describe(opts.name, () => test.skipIf(true)(`the whole scenario (skipped: ${opts.skip})`, () => {}));
+    return;
+  }
+  describe(opts.name, () => {
+    let env: E2EEnv;
+    let notRun: string | undefined;
+    let failed = 0;
+    const timings: [string, number][] = [];
+    const logs = () => env.logs();
+    const docker = (...args: string[]) => env.dockerd.docker(...args);
+    const runIn = (image: string, script: string) => docker("run", "--rm", "--network", "none", image, "sh", "-c", script);
+
+    /** One step: refuses to run after a fatal failure, times itself, marks fatal failures. */
+    const step = (name: string, fn: () => Promise<void>, timeoutMs = 120_000, fatal = false, skip?: string) =>
+      test.skipIf(!!skip)(
+        skip ? `${name} (skipped: ${skip})` : name,
+        async () => {
+          if (notRun) throw new Error(`Not run: ${notRun}`);
+          const t0 = performance.now();
+          // Marked before and cleared after, so a step bun abandons at its timeout also counts as failed.
+          failed++;
+          if (fatal) notRun = `"${name}" did not finish`;
+          try {
+            await fn();
+            failed--;
+            if (fatal) notRun = undefined;
+          } finally {
+            timings.push([name, performance.now() - t0]);
+          }
+        },
+        timeoutMs,
+      );
+
+    afterAll(async () => {
+      if (!env) return;
+      if (failed > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1") {
+        // Keep the logs of a failed run where a reader can find them after the temp root is gone.
+        const keep = `/tmp/${path.basename(env.root)}-logs`;
+        fs.mkdirSync(keep, { recursive: true });
+        for (const f of ["dockerd.log", "plugin.log"]) {
+          const src = path.join(env.root, f);
+          if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
+        }
+        console.error(`[e2e ${opts.name}] logs kept in ${keep}`);
+      }
+      const report = await env.teardown().catch((err: Error) => {
+        console.error(`[e2e ${opts.name}] teardown failed: ${err.message}`);
+        return undefined;
+      });
+      if (report && (report.killed.length || report.unmounted.length)) {
+        console.error(`[e2e ${opts.name}] teardown had to kill ${JSON.stringify(report.killed)} and unmount ${JSON.stringify(report.unmounted)}`);
+      }
+      const total = timings.reduce((s, [, ms]) => s + ms, 0);
+      const rows = timings.map(([n, ms]) => `  ${(ms / 1000).toFixed(2).padStart(7)} s  ${n}`).join("\n");
+      console.log(`[e2e ${opts.name}] step wall times (total ${(total / 1000).toFixed(1)} s):\n${rows}`);
+    }, 120_000);
+
+    step("starts dockerd on the storage driver", async () => {
+      env = await E2EEnv.create(opts.storage);
+      await env.start();
+      printed(await docker("info", "--format", "{{.Driver}}"), env.driverName, logs);
+    }, 180_000, true);
+
+    step("imports a busybox image", async () => {
+      const tar = await makeBusyboxImageTar(env.root);
+      const out = succeeded(await docker("import", "--change", 'CMD ["/bin/sh"]', tar, IMG), logs);
+      check(/^sha256:[0-9a-f]{64}$/.test(out.trim()), "docker import printed no image id", out, logs);
+      printed(await docker("images", "--format", "{{.Repository}}:{{.Tag}}", IMG), IMG, logs);
+    }, 120_000, true);
+
+    step("runs a container that writes a file and reads it back", async () => {
+      printed(await runIn(IMG, "echo hello-strata > /data.txt && cat /data.txt && head -1 /etc/passwd"), "hello-strata\nroot:x:0:0:root:/root:/bin/sh", logs);
+    });
+
+    step("lists a container's changes with docker diff", async () => {
+      succeeded(await docker("run", "--name", "c-diff", "--network", "none", IMG, "sh", "-c",
+        "echo new > /newfile && rm /bin/cat && mkdir /d && echo f > /d/f"), logs);
+      const res = await docker("diff", "c-diff");
+      const lines = succeeded(res, logs).trim().split("\n").sort();
+      check(
+        JSON.stringify(lines) === JSON.stringify(["A /d", "A /d/f", "A /newfile", "C /bin", "D /bin/cat"]),
+        "docker diff c-diff: wanted A /d, A /d/f, A /newfile, C /bin, D /bin/cat",
+        res.stdout, logs,
+      );
+    });
+
+    step("commits a container and runs the new image", async () => {
+      succeeded(await docker("commit", "c-diff", COMMITTED), logs);
+      printed(await runIn(COMMITTED, "cat /newfile /d/f; test -e /bin/cat && echo cat-present || echo cat-absent"), "new\nf\ncat-absent", logs);
+    });
+
+    step("shows the driver in docker inspect (GraphDriver.Name and Data)", async () => {
+      for (const [kind, ref] of [["container", "c-diff"], ["image", COMMITTED]]) {
+        const out = succeeded(await docker(kind!, "inspect", "--format", "{{json .GraphDriver}}", ref!), logs);
+        const gd = JSON.parse(out) as { Name: string; Data: unknown };
+        check(gd.Name === env.driverName, `docker ${kind} inspect ${ref}: GraphDriver.Name is "${gd.Name}", not "${env.driverName}"`, out, logs);
+        check(gd.Data === null || (typeof gd.Data === "object" && !Array.isArray(gd.Data)), `GraphDriver.Data of ${ref} is not an object`, out, logs);
+      }
+    });
+
+    step("exports a container's filesystem", async () => {
+      const file = path.join(env.root, "export.tar");
+      succeeded(await docker("export", "-o", file, "c-diff"), logs);
+      const members = await tarMembers(file);
+      for (const want of ["newfile", "d/f", "bin/busybox", "bin/sh", "etc/passwd"]) {
+        check(members.includes(want), `docker export lacks /${want}`, members.slice(0, 40).join("\n"), logs);
+      }
+      check(!members.includes("bin/cat"), "docker export still has /bin/cat, which the container deleted", "", logs);
+    });
+
+    step("copies files out of a stopped container", async () => {
+      const out = path.join(env.root, "cp-out");
+      fs.mkdirSync(out);
+      succeeded(await docker("cp", "c-diff:/newfile", path.join(out, "newfile")), logs);
+      succeeded(await docker("cp", "c-diff:/d", path.join(out, "d")), logs);
+      for (const [file, want] of [["newfile", "new\n"], ["d/f", "f\n"]] as const) {
+        const got = fs.readFileSync(path.join(out, file), "utf8");
+        check(got === want, `docker cp gave /${file} as ${JSON.stringify(got)}, not ${JSON.stringify(want)}`, "", logs);
+      }
+    });
+
+    step("saves, removes and loads an image, then runs it", async () => {
+      const file = path.join(env.root, "saved.tar");
+      succeeded(await docker("save", "-o", file, COMMITTED), logs);
+      mentions(await docker("rmi", COMMITTED), [`Untagged: ${COMMITTED}`, "Deleted: sha256:"], logs);
+      check((await docker("image", "inspect", COMMITTED)).code !== 0, `${COMMITTED} still exists after docker rmi`, "", logs);
+      mentions(await docker("load", "-i", file), [`Loaded image: ${COMMITTED}`], logs);
+      printed(await runIn(COMMITTED, "cat /newfile; test -e /bin/cat && echo cat-present || echo cat-absent"), "new\ncat-absent", logs);
+    });
+
+    step("builds an image with the legacy builder", async () => {
+      const ctx = writeBuildContext(env.root, "legacy", IMG);
+      const res = await env.dockerd.dockerWith({ extraEnv: { DOCKER_BUILDKIT: "0" } }, "build", "--network", "none", "-t", LEGACY, ctx);
+      mentions(res, [`Successfully tagged ${LEGACY}`], logs);
+      printed(await runIn(LEGACY, "cat /built.txt /hello.txt; test -e /bin/ls && echo ls-present || echo ls-absent"), "legacy\nhello from legacy\nls-absent", logs);
+    }, 180_000);
+
+    step("builds an image with BuildKit", async () => {
+      const ctx = writeBuildContext(env.root, "buildkit", IMG);
+      const res = await env.dockerd.dockerWith({ extraEnv: { DOCKER_BUILDKIT: "1" } }, "build", "--progress", "plain", "--network", "none", "-t", BUILDKIT, ctx);
+      mentions(res, [`naming to docker.io/library/${BUILDKIT} done`], logs);
+      printed(await runIn(BUILDKIT, "cat /built.txt /hello.txt; test -e /bin/ls && echo ls-present || echo ls-absent"), "buildkit\nhello from buildkit\nls-absent", logs);
+    }, 180_000);
+
+    step(`runs ${PARALLEL} containers in parallel`, async () => {
+      const results = await Promise.all(
+        Array.from({ length: PARALLEL }, (_, i) =>
+          env.dockerd.dockerWith({ timeoutMs: 240_000 }, "run", "--rm", "--network", "none", "--label", "e2e=parallel", IMG, "sh", "-c", `echo run-${i} > /tmp/out && cat /tmp/out`),
+        ),
+      );
+      results.forEach((res, i) => printed(res, `run-${i}`, logs));
+      printed(await docker("ps", "-aq", "--filter", "label=e2e=parallel"), "", logs);
+    }, 300_000);
+
+    step("keeps images and containers across a dockerd restart", async () => {
+      const exit = await env.dockerd.restart();
+      check(!exit.killed && exit.code === 0, `dockerd did not stop cleanly on SIGTERM: ${JSON.stringify(exit)}`, "", logs);
+      const images = succeeded(await docker("images", "--format", "{{.Repository}}:{{.Tag}}"), logs).trim().split("\n").sort();
+      const want = [IMG, BUILDKIT, COMMITTED, LEGACY].sort();
+      check(JSON.stringify(images) === JSON.stringify(want), `docker images after the restart: wanted ${want.join(", ")}`, images.join("\n"), logs);
+      printed(await runIn(COMMITTED, "cat /newfile"), "new", logs);
+      mentions(await docker("diff", "c-diff"), ["A /newfile", "D /bin/cat"], logs);
+    }, 180_000);
+
+    step(
+      "survives a plugin SIGKILL and restart while dockerd keeps running",
+      async () => {
+        check(env.plugin !== undefined, "No plugin process to kill", "", logs);
+        succeeded(await docker("run", "-d", "--name", "c-long", "--network", "none", IMG, "sleep", "600"), logs);
+        const exit = await env.plugin.kill("SIGKILL");
+        check(exit.signal === "SIGKILL", `The plugin did not die of SIGKILL: ${JSON.stringify(exit)}`, "", logs);
+        await env.plugin.start();
+        // The daemon never re-sends Init: this only works if the plugin restored its own state.
+        printed(await runIn(COMMITTED, "cat /newfile"), "new", logs);
+        mentions(await docker("diff", "c-diff"), ["A /newfile", "D /bin/cat"], logs);
+        succeeded(await docker("stop", "-t", "1", "c-long"), logs);
+        succeeded(await docker("rm", "c-long"), logs);
+      },
+      180_000,
+      false,
+      "builtin" in opts.storage ? "a built-in driver has no plugin process to kill" : undefined,
+    );
+
+    step("docker rm removes the container's layer directories", async () => {
+      const full = succeeded(await docker("inspect", "--format", "{{.Id}}", "c-diff"), logs).trim();
+      const ids = mountLayerIds(env.dockerd.dataRoot, env.driverName, full);
+      const before = layerDirs(env.layerHome);
+      for (const id of ids) check(before.some((d) => path.basename(d) === id), `Layer ${id} of c-diff is not under ${env.layerHome}`, before.join("\n"), logs);
+      succeeded(await docker("rm", "c-diff"), logs);
+      const after = layerDirs(env.layerHome).filter((d) => ids.includes(path.basename(d)));
+      check(after.length === 0, "docker rm c-diff left its layer directories behind", after.join("\n"), logs);
+    });
+
+    step("removing every container and image leaves no layer directories", async () => {
+      check(layerDirs(env.layerHome).length > 0, `No layer directories found under ${env.layerHome}: the check below would prove nothing`, "", logs);
+      const containers = succeeded(await docker("ps", "-aq"), logs).trim().split("\n").filter(Boolean);
+      if (containers.length) succeeded(await docker("rm", "-f", ...containers), logs);
+      // By tag, the way a user cleans up: untagged parents (legacy build steps) go with their child.
+      const tags = succeeded(await docker("images", "--format", "{{.Repository}}:{{.Tag}}"), logs).trim().split("\n").filter(Boolean);
+      if (tags.length) succeeded(await docker("rmi", ...tags), logs);
+      succeeded(await docker("builder", "prune", "-af"), logs);
+      printed(await docker("images", "-aq"), "", logs);
+      const left = layerDirs(env.layerHome);
+      check(left.length === 0, `Layer directories left under ${env.layerHome} after removing everything`, left.join("\n"), logs);
+    }, 180_000);
+
+    step("stops cleanly and leaves no mounts behind", async () => {
+      const exit = await env.dockerd.stop();
+      check(!exit.killed && exit.code === 0, `dockerd did not stop cleanly on SIGTERM: ${JSON.stringify(exit)}`, "", logs);
+      if (env.plugin) {
+        const pexit = await env.plugin.stop();
+        check(!pexit.forced && pexit.code === 0, `The plugin did not exit 0 on SIGTERM: ${JSON.stringify(pexit)}`, "", logs);
+      }
+      const mounts = env.mounts();
+      check(mounts.length === 0, `Mounts left under ${env.root} after dockerd and the plugin stopped`, mounts.join("\n"), logs);
+    }, 120_000);
+  });
+}
