@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { ErrnoError } from "../src/errors.ts";
 import { createSys } from "../src/sys/deno.ts";
 import { fsName } from "../src/sys/fs-magic.ts";
-import { MNT, MS } from "../src/sys/types.ts";
+import { DT, MNT, MS, RENAME } from "../src/sys/types.ts";
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -125,6 +125,36 @@ try {
   check("umount2 of a non-mountpoint throws EINVAL", () => {
     const err = thrown(() => sys.umount2(root, 0));
     return err instanceof ErrnoError && err.code === "EINVAL";
+  });
+
+  check("readdirTypes", () => {
+    const types = new Map(sys.readdirTypes(mnt).map((e) => [e.name, e.type]));
+    return types.get("f") === DT.REG && types.get("link") === DT.LNK && !types.has(".");
+  });
+  check("rename2 EXCHANGE", () => {
+    fs.writeFileSync(path.join(mnt, "a"), "A");
+    fs.writeFileSync(path.join(mnt, "b"), "B");
+    sys.rename2(path.join(mnt, "a"), path.join(mnt, "b"), RENAME.EXCHANGE);
+    return fs.readFileSync(path.join(mnt, "a"), "utf8") === "B";
+  });
+  check("new mount API mounts a tmpfs; fsLog reads the kernel's reason", () => {
+    const dir = path.join(root, "newapi");
+    fs.mkdirSync(dir);
+    const fsfd = sys.fsopen("tmpfs");
+    try {
+      const err = thrown(() => sys.fsconfig(fsfd, "no-such-option", "1"));
+      const log = sys.fsLog(fsfd).join();
+      sys.fsconfig(fsfd, "size", "1m");
+      sys.fsconfigCreate(fsfd);
+      const mfd = sys.fsmount(fsfd, 0);
+      sys.moveMount(mfd, dir);
+      sys.close(mfd);
+      const ok = sys.statfs(dir).type === TMPFS_MAGIC;
+      sys.umount2(dir, 0);
+      return ok && err instanceof ErrnoError && err.code === "EINVAL" && log.includes("no-such-option");
+    } finally {
+      sys.close(fsfd);
+    }
   });
 
   sys.umount2(mnt, 0);

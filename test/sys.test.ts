@@ -8,7 +8,7 @@ import { ErrnoError } from "../src/errors.ts";
 import { makedev } from "../src/sys/_common.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { backingFs, fsName } from "../src/sys/fs-magic.ts";
-import { MNT, MS } from "../src/sys/types.ts";
+import { DT, MNT, MOUNT_ATTR, MS, RENAME } from "../src/sys/types.ts";
 
 const sys = createSys();
 const S_IFCHR = 0o020000;
@@ -340,5 +340,127 @@ describe("lstat", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("new mount API", () => {
+  const hasOverlay = fs.readFileSync("/proc/filesystems", "utf8").includes("\toverlay\n");
+
+  test.skipIf(!isRoot)("fsopen, fsconfig, fsmount and moveMount mount a tmpfs read-only", () => {
+    const dir = path.join(root, "mnt");
+    fs.mkdirSync(dir);
+    const fsfd = sys.fsopen("tmpfs");
+    try {
+      sys.fsconfig(fsfd, "size", "1m");
+      sys.fsconfig(fsfd, "mode", "700");
+      sys.fsconfigCreate(fsfd);
+      const mfd = sys.fsmount(fsfd, MOUNT_ATTR.RDONLY | MOUNT_ATTR.NODEV);
+      try {
+        sys.moveMount(mfd, dir);
+      } finally {
+        sys.close(mfd);
+      }
+    } finally {
+      sys.close(fsfd);
+    }
+    cleanups.push(() => sys.umount2(dir, MNT.DETACH));
+    expect(sys.statfs(dir).type).toBe(TMPFS_MAGIC);
+    expect(mountOptions(dir)?.split(",")).toEqual(expect.arrayContaining(["ro", "nodev"]));
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
+  test.skipIf(!isRoot || !hasOverlay)("passes overlay lower layers one at a time with lowerdir+", () => {
+    const dirs = ["l1", "l2", "upper", "work", "merged"].map((d) => path.join(root, d));
+    for (const d of dirs) fs.mkdirSync(d);
+    const [l1, l2, upper, work, merged] = dirs;
+    fs.writeFileSync(path.join(l1, "shared"), "from l1");
+    fs.writeFileSync(path.join(l2, "shared"), "from l2");
+    fs.writeFileSync(path.join(l2, "only-l2"), "x");
+    const fsfd = sys.fsopen("overlay");
+    try {
+      sys.fsconfig(fsfd, "lowerdir+", l1);
+      sys.fsconfig(fsfd, "lowerdir+", l2);
+      sys.fsconfig(fsfd, "upperdir", upper);
+      sys.fsconfig(fsfd, "workdir", work);
+      sys.fsconfigCreate(fsfd);
+      const mfd = sys.fsmount(fsfd, 0);
+      sys.moveMount(mfd, merged);
+      sys.close(mfd);
+    } finally {
+      sys.close(fsfd);
+    }
+    cleanups.push(() => sys.umount2(merged, MNT.DETACH));
+    expect(fs.readFileSync(path.join(merged, "shared"), "utf8")).toBe("from l1");
+    expect(fs.readdirSync(merged).sort()).toEqual(["only-l2", "shared"]);
+  });
+
+  test.skipIf(!isRoot)("a rejected option throws naming it, and fsLog holds the kernel's reason", () => {
+    const fsfd = sys.fsopen("tmpfs");
+    try {
+      expect(thrown(() => sys.fsconfig(fsfd, "no-such-option", "1"))).toMatchObject({
+        syscall: "fsconfig",
+        code: "EINVAL",
+        path: "no-such-option=1",
+      });
+      expect(sys.fsLog(fsfd).join("\n")).toContain("no-such-option");
+      expect(sys.fsLog(fsfd)).toEqual([]);
+    } finally {
+      sys.close(fsfd);
+    }
+  });
+
+  test("fsopen of an unknown filesystem throws ENODEV", () => {
+    expect(thrown(() => sys.fsopen("no-such-fs"))).toMatchObject({ syscall: "fsopen", code: "ENODEV", path: "no-such-fs" });
+  });
+
+  test("close of a bad fd throws EBADF", () => {
+    expect(thrown(() => sys.close(987654)).code).toBe("EBADF");
+  });
+});
+
+describe("rename2", () => {
+  test("EXCHANGE swaps two directories atomically", () => {
+    const a = path.join(root, "a");
+    const b = path.join(root, "b");
+    fs.mkdirSync(a);
+    fs.mkdirSync(b);
+    fs.writeFileSync(path.join(a, "in-a"), "");
+    fs.writeFileSync(path.join(b, "in-b"), "");
+    sys.rename2(a, b, RENAME.EXCHANGE);
+    expect(fs.readdirSync(a)).toEqual(["in-b"]);
+    expect(fs.readdirSync(b)).toEqual(["in-a"]);
+  });
+
+  test("NOREPLACE refuses an existing target, and a missing source is ENOENT", () => {
+    fs.writeFileSync(path.join(root, "x"), "");
+    fs.writeFileSync(path.join(root, "y"), "");
+    expect(thrown(() => sys.rename2(path.join(root, "x"), path.join(root, "y"), RENAME.NOREPLACE))).toMatchObject({
+      code: "EEXIST",
+      syscall: "renameat2",
+    });
+    expect(thrown(() => sys.rename2(path.join(root, "nope"), path.join(root, "z"), 0)).code).toBe("ENOENT");
+  });
+});
+
+describe("readdirTypes", () => {
+  test("lists every entry with its d_type and inode, without . and ..", () => {
+    fs.mkdirSync(path.join(root, "dir"));
+    fs.writeFileSync(path.join(root, "file"), "");
+    fs.symlinkSync("file", path.join(root, "link"));
+    // Enough long names to need more than one getdents64 call.
+    for (let i = 0; i < 400; i++) fs.writeFileSync(path.join(root, `f${i}-${"x".repeat(100)}`), "");
+    const entries = sys.readdirTypes(root);
+    expect(entries.length).toBe(403);
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    expect(byName.get("dir")?.type).toBe(DT.DIR);
+    expect(byName.get("file")?.type).toBe(DT.REG);
+    expect(byName.get("link")?.type).toBe(DT.LNK);
+    expect(byName.get("file")?.ino).toBe(fs.lstatSync(path.join(root, "file"), { bigint: true }).ino);
+  });
+
+  test("a file is ENOTDIR, a missing path ENOENT", () => {
+    fs.writeFileSync(path.join(root, "file"), "");
+    expect(thrown(() => sys.readdirTypes(path.join(root, "file"))).code).toBe("ENOTDIR");
+    expect(thrown(() => sys.readdirTypes(path.join(root, "missing"))).code).toBe("ENOENT");
   });
 });

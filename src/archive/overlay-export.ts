@@ -1,156 +1,183 @@
 /**
  * A layer Diff straight from an overlay upper dir, converted to AUFS form on the way out (what
- * moby's overlayWhiteoutConverter.ConvertWrite does): a whiteout (character device 0/0) becomes an
- * empty `.wh.NAME` file, an opaque directory (`trusted.overlay.opaque=y`) gains a `.wh..wh..opq`
- * entry, and overlay's own attributes (`trusted.overlay.*`) stay behind.
+ * moby's overlayWhiteoutConverter.ConvertWrite does): a whiteout (character device 0/0) becomes a
+ * `.wh.NAME` entry, an opaque directory (`trusted.overlay.opaque=y`) gains a `.wh..wh..opq` entry,
+ * and overlay's own attributes (`trusted.overlay.*`) stay behind. Entries are written as
+ * `exportChanges` writes them (same order, headers, whiteouts), so a native Diff and a naive one
+ * of the same changes are the same bytes.
  */
 import * as fs from "node:fs/promises";
-import * as path from "node:path";
-import type { Stat, Sys } from "../sys/types.ts";
-import type { TarEntryType, TarHeader } from "./tar-types.ts";
+import { constants } from "node:fs";
+import type { IdMap } from "../driver.ts";
+import { hasCode } from "../errors.ts";
+import { DT, type Stat, type Sys } from "../sys/types.ts";
+import { isDirMode, tarTypeOf } from "./_file-type.ts";
+import { toContainer } from "./_id-map.ts";
+import { readXattrs, yieldToLoop } from "./_metadata.ts";
+import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "./apply.ts";
+import { comparePaths } from "./changes.ts";
+import type { TarHeader } from "./tar-types.ts";
 import { TarWriter } from "./tar-writer.ts";
 
-/** The AUFS whiteout prefix. */
-export const WHITEOUT_PREFIX = ".wh.";
-/** The AUFS opaque-directory marker, inside the directory. */
-export const WHITEOUT_OPAQUE = ".wh..wh..opq";
-
-const S_IFMT = 0o170000;
-const TYPES: Record<number, TarEntryType> = {
-  0o100000: "file",
-  0o040000: "directory",
-  0o120000: "symlink",
-  0o020000: "char",
-  0o060000: "block",
-  0o010000: "fifo",
-};
 const READ_CHUNK = 256 * 1024;
+/** exportChanges's whiteout time: fixed, so the same changes are the same bytes. */
+const FIXED_MTIME = { sec: 0, nsec: 0 };
+const CAPABILITY_XATTR = "security.capability";
+/** O_NOFOLLOW: a file swapped for a symlink after the walk is not read through the link. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+/** Paths looked at between two yields to the event loop. */
+const YIELD_EVERY = 1024;
 
 /** Options of `exportUpper`. */
 export interface ExportUpperOptions {
   sys: Sys;
-  /** The xattr marking opaque directories. Default `trusted.overlay.opaque`. */
-  opaqueXattr?: string;
+  /** Host → container UID map: owners are written as the container sees them. */
+  uidMaps?: IdMap[];
+  /** Host → container GID map. */
+  gidMaps?: IdMap[];
 }
 
-/** One path of the upper dir, relative ("a/b"), with what lstat said. */
-interface Found {
-  rel: string;
-  st: Stat;
-}
-
-function _collect(sys: Sys, upper: string): Found[] {
-  const out: Found[] = [];
-  const walk = (rel: string) => {
-    for (const e of sys.readdirTypes(path.join(upper, rel))) {
-      const child = rel === "" ? e.name : `${rel}/${e.name}`;
-      const st = sys.lstat(path.join(upper, child));
-      out.push({ rel: child, st });
-      if ((st.mode & S_IFMT) === 0o040000) walk(child);
-    }
-  };
-  walk("");
-  // Sorted by whole path, like a sorted change list: a directory still comes before what it holds.
-  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-}
-
-/** Whether an xattr belongs to overlay itself rather than to the file. */
+/** Whether an xattr is overlay's bookkeeping rather than the file's own. */
 function _isOverlayXattr(name: string): boolean {
   return name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.");
 }
 
-async function* _body(abs: string, size: number): AsyncIterable<Uint8Array> {
-  const handle = await fs.open(abs, "r");
-  try {
-    let left = size;
-    while (left > 0) {
-      // A fresh buffer each time: the tar writer hands large chunks on without copying them.
-      const buf = new Uint8Array(Math.min(READ_CHUNK, left));
-      const { bytesRead } = await handle.read(buf, 0, buf.byteLength, null);
-      if (bytesRead === 0) break;
-      left -= bytesRead;
-      yield buf.subarray(0, bytesRead);
-    }
-  } finally {
-    await handle.close();
-  }
+/** As exportChanges does (after moby): a v3 file capability loses its namespace root id. */
+function _portableCapability(value: Uint8Array): Uint8Array {
+  if (value.byteLength < 24 || value[3] !== 3) return value;
+  const v2 = value.slice(0, 20);
+  v2[3] = 2;
+  return v2;
 }
 
-/**
- * The header of a path on disk, or null for what tar cannot carry (sockets).
- * @example
- * headerOf(sys, "/h/abc/diff/etc/hosts", "etc/hosts", sys.lstat("/h/abc/diff/etc/hosts"));
- */
-export async function headerOf(sys: Sys, abs: string, rel: string, st: Stat): Promise<TarHeader | null> {
-  const type = TYPES[st.mode & S_IFMT];
-  if (type === undefined) return null;
-  const xattrs = new Map<string, Uint8Array>();
-  for (const name of sys.llistxattr(abs)) {
-    if (_isOverlayXattr(name)) continue;
-    const value = sys.lgetxattr(abs, name);
-    if (value !== null) xattrs.set(name, value);
-  }
-  return {
-    name: rel,
-    type,
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
-    size: type === "file" ? st.size : 0,
-    mtime: st.mtime,
-    linkname: type === "symlink" ? await fs.readlink(abs) : "",
-    devmajor: type === "char" || type === "block" ? st.rdevMajor : 0,
-    devminor: type === "char" || type === "block" ? st.rdevMinor : 0,
-    xattrs,
+/** Every path under `upper` ("a/b"), sorted as moby sorts change paths. */
+async function _paths(sys: Sys, upper: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for (const e of sys.readdirTypes(rel === "" ? upper : `${upper}/${rel}`)) {
+      const child = rel === "" ? e.name : `${rel}/${e.name}`;
+      out.push(child);
+      if (out.length % YIELD_EVERY === 0) await yieldToLoop();
+      const isDir = e.type === DT.UNKNOWN ? isDirMode(sys.lstat(`${upper}/${child}`).mode) : e.type === DT.DIR;
+      if (isDir) await walk(child);
+    }
   };
+  await walk("");
+  return out.sort((a, b) => comparePaths(`/${a}`, `/${b}`));
 }
 
-async function _write(writer: TarWriter, sys: Sys, upper: string, opaqueXattr: string): Promise<void> {
-  const firstLink = new Map<bigint, string>();
-  for (const { rel, st } of _collect(sys, upper)) {
-    const abs = path.join(upper, rel);
-    const header = await headerOf(sys, abs, rel, st);
-    if (header === null) continue;
-    if (header.type === "char" && header.devmajor === 0 && header.devminor === 0) {
-      const dir = path.posix.dirname(rel);
-      const name = path.posix.join(dir === "." ? "" : dir, WHITEOUT_PREFIX + path.posix.basename(rel));
-      await writer.add({ ...header, name, type: "file", mode: 0o600, size: 0, xattrs: new Map() });
-      continue;
+async function* _read(handle: fs.FileHandle, size: number): AsyncIterable<Uint8Array> {
+  for (let left = size; left > 0; ) {
+    // A fresh buffer each time: the tar writer hands large chunks on without copying them.
+    const buf = new Uint8Array(Math.min(READ_CHUNK, left));
+    const { bytesRead } = await handle.read(buf, 0, buf.byteLength, null);
+    if (bytesRead === 0) return;
+    left -= bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+class _UpperExporter {
+  #writer: TarWriter;
+  #upper: string;
+  #opts: ExportUpperOptions;
+  #links = new Map<bigint, string>();
+
+  constructor(writer: TarWriter, upper: string, opts: ExportUpperOptions) {
+    this.#writer = writer;
+    this.#upper = upper.replace(/\/+$/, "");
+    this.#opts = opts;
+  }
+
+  async run(): Promise<void> {
+    for (const rel of await _paths(this.#opts.sys, this.#upper)) await this.#entry(rel);
+    await this.#writer.finish();
+  }
+
+  async #entry(rel: string): Promise<void> {
+    const abs = `${this.#upper}/${rel}`;
+    const st = this.#lstat(abs);
+    if (st === null) return;
+    const type = tarTypeOf(st.mode);
+    if (type === null) return;
+    if (type === "char" && st.rdevMajor === 0 && st.rdevMinor === 0) {
+      const slash = rel.lastIndexOf("/");
+      return await this.#writer.add(this.#marker(`${rel.slice(0, slash + 1)}${WHITEOUT_PREFIX}${rel.slice(slash + 1)}`, 0, 0, 0));
     }
-    if (header.type === "file" && st.nlink > 1) {
-      const first = firstLink.get(st.ino);
-      if (first !== undefined) {
-        await writer.add({ ...header, type: "link", size: 0, linkname: first });
-        continue;
+    const header = await this.#header(abs, rel, st);
+    if (header.type === "file" && header.size > 0) {
+      let handle: fs.FileHandle;
+      try {
+        handle = await fs.open(abs, OPEN_FLAGS);
+      } catch (err) {
+        if (hasCode(err, "ENOENT", "ENOTDIR", "ELOOP")) return;
+        throw err;
       }
-      firstLink.set(st.ino, rel);
+      try {
+        await this.#writer.add(header, _read(handle, header.size));
+      } finally {
+        await handle.close();
+      }
+      return;
     }
-    await writer.add(header, header.type === "file" && header.size > 0 ? _body(abs, header.size) : undefined);
-    if (header.type === "directory") {
-      const opaque = sys.lgetxattr(abs, opaqueXattr);
-      if (opaque !== null && opaque.length === 1 && opaque[0] === 0x79) {
-        await writer.add({
-          ...header,
-          name: `${rel}/${WHITEOUT_OPAQUE}`,
-          type: "file",
-          mode: header.mode & 0o777,
-          xattrs: new Map(),
-        });
-      }
+    await this.#writer.add(header);
+    const opaque = type === "directory" ? this.#opts.sys.lgetxattr(abs, OVERLAY_OPAQUE_XATTR) : null;
+    if (opaque !== null && opaque.length === 1 && opaque[0] === 0x79) {
+      // As moby writes it: the directory's permissions and owner, no time.
+      await this.#writer.add(this.#marker(`${rel}/${WHITEOUT_OPAQUE}`, header.mode & 0o777, header.uid, header.gid));
     }
   }
-  await writer.finish();
+
+  #marker(name: string, mode: number, uid: number, gid: number): TarHeader {
+    return { name, type: "file", mode, uid, gid, size: 0, mtime: FIXED_MTIME, linkname: "", devmajor: 0, devminor: 0, xattrs: new Map() };
+  }
+
+  async #header(abs: string, rel: string, st: Stat): Promise<TarHeader> {
+    const type = tarTypeOf(st.mode)!;
+    const device = type === "char" || type === "block";
+    const xattrs = readXattrs(this.#opts.sys, abs);
+    for (const name of [...xattrs.keys()]) if (_isOverlayXattr(name)) xattrs.delete(name);
+    const cap = xattrs.get(CAPABILITY_XATTR);
+    if (cap) xattrs.set(CAPABILITY_XATTR, _portableCapability(cap));
+    const header: TarHeader = {
+      name: rel,
+      type,
+      mode: st.mode & 0o7777,
+      uid: toContainer(this.#opts.uidMaps, st.uid, "UID"),
+      gid: toContainer(this.#opts.gidMaps, st.gid, "GID"),
+      size: type === "file" ? st.size : 0,
+      mtime: st.mtime,
+      linkname: type === "symlink" ? await fs.readlink(abs) : "",
+      devmajor: device ? st.rdevMajor : 0,
+      devminor: device ? st.rdevMinor : 0,
+      xattrs,
+    };
+    if (type !== "directory" && st.nlink > 1) {
+      const first = this.#links.get(st.ino);
+      if (first === undefined) this.#links.set(st.ino, rel);
+      else return { ...header, type: "link", linkname: first, size: 0 };
+    }
+    return header;
+  }
+
+  #lstat(abs: string): Stat | null {
+    try {
+      return this.#opts.sys.lstat(abs);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) return null;
+      throw err;
+    }
+  }
 }
 
 /**
- * Stream the upper dir `upper` as a layer tar with AUFS whiteouts. The walk starts at once; the
- * stream errors if it fails.
+ * Stream the upper dir `upper` as a layer tar with AUFS whiteouts, produced as it is read.
  * @example
  * const tar = exportUpper("/var/lib/docker/strata/abc/diff", { sys });
  * await new Response(tar).arrayBuffer();
  */
 export function exportUpper(upper: string, opts: ExportUpperOptions): ReadableStream<Uint8Array> {
   const writer = new TarWriter();
-  _write(writer, opts.sys, upper, opts.opaqueXattr ?? "trusted.overlay.opaque").catch((err) => writer.abort(err));
+  new _UpperExporter(writer, upper, opts).run().catch((err) => writer.abort(err));
   return writer.stream;
 }

@@ -4,7 +4,7 @@
  * `libcSys`, so the two adapters cannot drift apart in behaviour.
  */
 import { ErrnoError } from "../errors.ts";
-import type { Stat, StatFs, Sys, Timespec } from "./types.ts";
+import type { Dirent, Stat, StatFs, Sys, Timespec } from "./types.ts";
 
 /** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
 export const AT_FDCWD = -100;
@@ -19,6 +19,19 @@ export const STATFS_BUF_SIZE = 128;
 export const STATX_BUF_SIZE = 256;
 /** `STATX_BASIC_STATS`: type, mode, nlink, uid, gid, times, ino, size, blocks. */
 export const STATX_BASIC_STATS = 0x7ff;
+
+/** `FSOPEN_CLOEXEC` / `FSMOUNT_CLOEXEC`. */
+export const FS_CLOEXEC = 0x1;
+/** fsconfig(2) commands used by strata. */
+export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
+/** `MOVE_MOUNT_F_EMPTY_PATH`: move the mount the fd itself refers to. */
+export const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
+/** `O_RDONLY | O_CLOEXEC`; O_DIRECTORY differs across architectures, so getdents64's ENOTDIR does its job. */
+export const O_RDONLY_CLOEXEC = 0o2000000;
+/** Buffer size for one getdents64 call. */
+export const DIRENT_BUF_SIZE = 32 * 1024;
+/** One fs-context log message is at most this long (the kernel truncates to fit). */
+const FS_LOG_BUF_SIZE = 1024;
 
 const EINVAL = 22;
 const ERANGE = 34;
@@ -48,6 +61,15 @@ export interface Libc {
   llistxattr(path: Buf, list: Buf, size: number | bigint): Ret;
   lremovexattr(path: Buf, name: Buf): Ret;
   ioctl(fd: number, request: number | bigint, arg: number | bigint): Ret;
+  fsopen(fsname: Buf, flags: number): Ret;
+  fsconfig(fd: number, cmd: number, key: Buf, value: Buf, aux: number): Ret;
+  fsmount(fd: number, flags: number, attrs: number): Ret;
+  move_mount(fromDirfd: number, fromPath: Buf, toDirfd: number, toPath: Buf, flags: number): Ret;
+  close(fd: number): Ret;
+  read(fd: number, buf: Buf, count: number | bigint): Ret;
+  renameat2(oldDirfd: number, oldPath: Buf, newDirfd: number, newPath: Buf, flags: number): Ret;
+  open(path: Buf, flags: number, mode: number): Ret;
+  getdents64(fd: number, buf: Buf, count: number | bigint): Ret;
 }
 
 const encoder = new TextEncoder();
@@ -109,6 +131,21 @@ export function encodeTimespecs(atime: Timespec, mtime: Timespec): Uint8Array {
     view.setBigInt64(i * 16 + 8, BigInt(Math.trunc(t.nsec)), true);
   });
   return buf;
+}
+
+/** Decode a run of `struct linux_dirent64` records, leaving out "." and "..". */
+export function decodeDirents(buf: Uint8Array, out: Dirent[] = []): Dirent[] {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let at = 0; at < buf.byteLength; ) {
+    const reclen = view.getUint16(at + 16, true);
+    const nameStart = at + 19;
+    let nameEnd = nameStart;
+    while (nameEnd < at + reclen && buf[nameEnd] !== 0) nameEnd++;
+    const name = decoder.decode(buf.subarray(nameStart, nameEnd));
+    if (name !== "." && name !== "..") out.push({ name, type: buf[at + 18], ino: view.getBigUint64(at, true) });
+    at += reclen;
+  }
+  return out;
 }
 
 /** Split llistxattr's output, a run of NUL-terminated names, into strings. */
@@ -205,6 +242,57 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number): Sys {
     },
     ficlone(srcFd, dstFd) {
       check(libc.ioctl(dstFd, FICLONE, srcFd), errno, "ficlone");
+    },
+    fsopen(fsname) {
+      return check(libc.fsopen(cstr(fsname, "fsopen"), FS_CLOEXEC), errno, "fsopen", fsname);
+    },
+    fsconfig(fd, key, value) {
+      const what = value === null ? key : `${key}=${value}`;
+      const ret = value === null
+        ? libc.fsconfig(fd, FSCONFIG.SET_FLAG, cstr(key, "fsconfig"), null, 0)
+        : libc.fsconfig(fd, FSCONFIG.SET_STRING, cstr(key, "fsconfig"), cstr(value, "fsconfig"), 0);
+      check(ret, errno, "fsconfig", what);
+    },
+    fsconfigCreate(fd) {
+      check(libc.fsconfig(fd, FSCONFIG.CMD_CREATE, null, null, 0), errno, "fsconfig", "create");
+    },
+    fsmount(fd, attrs) {
+      return check(libc.fsmount(fd, FS_CLOEXEC, attrs), errno, "fsmount");
+    },
+    moveMount(fd, target) {
+      const ret = libc.move_mount(fd, cstr("", "move_mount"), AT_FDCWD, cstr(target, "move_mount"), MOVE_MOUNT_F_EMPTY_PATH);
+      check(ret, errno, "move_mount", target);
+    },
+    fsLog(fd) {
+      const messages: string[] = [];
+      const buf = new Uint8Array(FS_LOG_BUF_SIZE);
+      // Each read returns one message; ENODATA once the queue is empty.
+      for (;;) {
+        const n = Number(libc.read(fd, buf, buf.byteLength));
+        if (n <= 0) return messages;
+        messages.push(decoder.decode(buf.subarray(0, n)).trimEnd());
+      }
+    },
+    close(fd) {
+      check(libc.close(fd), errno, "close");
+    },
+    rename2(from, to, flags) {
+      const ret = libc.renameat2(AT_FDCWD, cstr(from, "renameat2"), AT_FDCWD, cstr(to, "renameat2"), flags);
+      check(ret, errno, "renameat2", from);
+    },
+    readdirTypes(path) {
+      const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC, 0), errno, "open", path);
+      const out: Dirent[] = [];
+      try {
+        const buf = new Uint8Array(DIRENT_BUF_SIZE);
+        for (;;) {
+          const n = check(libc.getdents64(fd, buf, buf.byteLength), errno, "getdents64", path);
+          if (n === 0) return out;
+          decodeDirents(buf.subarray(0, n), out);
+        }
+      } finally {
+        libc.close(fd);
+      }
     },
   };
 }

@@ -35,6 +35,25 @@ const SYMBOLS = {
   // ioctl is variadic; on x86_64 and aarch64 Linux an integer vararg travels exactly like a fixed one.
   /** int ioctl(int fd, unsigned long request, ...) — called as (int, unsigned long, long) */
   ioctl: { parameters: ["i32", "u64", "i64"], result: "i32" },
+  /** int fsopen(const char *fsname, unsigned int flags) */
+  fsopen: { parameters: ["buffer", "u32"], result: "i32" },
+  /** int fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux) */
+  fsconfig: { parameters: ["i32", "u32", "buffer", "buffer", "i32"], result: "i32" },
+  /** int fsmount(int fd, unsigned int flags, unsigned int attr_flags) */
+  fsmount: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  /** int move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path, unsigned int flags) */
+  move_mount: { parameters: ["i32", "buffer", "i32", "buffer", "u32"], result: "i32" },
+  /** int close(int fd) */
+  close: { parameters: ["i32"], result: "i32" },
+  /** ssize_t read(int fd, void *buf, size_t count) */
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) */
+  renameat2: { parameters: ["i32", "buffer", "i32", "buffer", "u32"], result: "i32" },
+  // open is variadic; the mode vararg travels like a fixed int on x86_64 and aarch64 Linux.
+  /** int open(const char *path, int flags, ...) — called as (const char *, int, mode_t) */
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  /** ssize_t getdents64(int fd, void *dirp, size_t count) */
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**

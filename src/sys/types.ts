@@ -57,6 +57,23 @@ export const MS = {
 /** umount2(2) flags. */
 export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4 } as const;
 
+/** fsmount(2) mount attributes (`MOUNT_ATTR_*`). */
+export const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8 } as const;
+
+/** renameat2(2) flags. */
+export const RENAME = { NOREPLACE: 1, EXCHANGE: 2, WHITEOUT: 4 } as const;
+
+/** `d_type` values of a directory entry; UNKNOWN means the filesystem does not fill it in. */
+export const DT = { UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const;
+
+/** One entry as getdents64 returns it. */
+export interface Dirent {
+  name: string;
+  /** One of `DT`. */
+  type: number;
+  ino: bigint;
+}
+
 /** The libc surface strata uses. */
 export interface Sys {
   /** Which runtime's FFI backs this instance ("bun" or "deno"). */
@@ -80,4 +97,22 @@ export interface Sys {
   lremovexattr(path: string, name: string): void;
   /** ioctl(dst, FICLONE, src): share extents. Throws ErrnoError (EOPNOTSUPP, EXDEV, EINVAL…) when not possible. */
   ficlone(srcFd: number, dstFd: number): void;
+  /** fsopen(fsname, FSOPEN_CLOEXEC): a new filesystem context of the new mount API (Linux 5.2). */
+  fsopen(fsname: string): number;
+  /** fsconfig(fd, FSCONFIG_SET_STRING, key, value, 0); FSCONFIG_SET_FLAG when `value` is null. */
+  fsconfig(fd: number, key: string, value: string | null): void;
+  /** fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0): build the superblock from the options set so far. */
+  fsconfigCreate(fd: number): void;
+  /** fsmount(fd, FSMOUNT_CLOEXEC, attrs): a detached mount of a created context, as an fd; attrs from `MOUNT_ATTR`. */
+  fsmount(fd: number, attrs: number): number;
+  /** move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH): attach a detached mount at `target`. */
+  moveMount(fd: number, target: string): void;
+  /** Drain the messages the kernel queued on a filesystem context ("e overlay: too many lower directories, limit is 500"). */
+  fsLog(fd: number): string[];
+  /** close(2). */
+  close(fd: number): void;
+  /** renameat2(AT_FDCWD, from, AT_FDCWD, to, flags), flags from `RENAME` (EXCHANGE swaps two paths atomically). */
+  rename2(from: string, to: string, flags: number): void;
+  /** The entries of a directory with their `d_type`, straight from getdents64, unsorted, without "." and "..". */
+  readdirTypes(path: string): Dirent[];
 }
