@@ -21,7 +21,7 @@ for (const [name, cmd, skip] of variants) {
     test.skipIf(!!skip)(`prints usage for --help${skip ? ` (skipped: ${skip})` : ""}`, () => {
       const r = run([...cmd, "--help"]);
       expect(r.code).toBe(0);
-      expect(r.out).toContain("strata serve [--driver auto|vfs]");
+      expect(r.out).toContain("strata serve [--driver auto|overlay|vfs]");
     });
     test.skipIf(!!skip)("reports version, commit and runtime", () => {
       const r = run([...cmd, "version"]);

@@ -7,11 +7,12 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { IdMap } from "../driver.ts";
-import { InvalidLayerError } from "../errors.ts";
+import { hasCode, InvalidLayerError } from "../errors.ts";
 import { DT, type Sys } from "../sys/types.ts";
 import { baseOf, cleanEntryName, ConfinedRoot, parentOf } from "./_confine.ts";
 import { isDirMode, mknodType, S_IF } from "./_file-type.ts";
 import { toHost } from "./_id-map.ts";
+import { FileWrites, readSmall, SMALL_FILE } from "./_file-writes.ts";
 import { setMetadata } from "./_metadata.ts";
 import { readTar } from "./tar-reader.ts";
 import type { TarEntry, TarHeader } from "./tar-types.ts";
@@ -26,8 +27,6 @@ export const WHITEOUT_OPAQUE = ".wh..wh..opq";
 export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
 /** Mode of directories a layer implies without listing them (moby's ImpliedDirectoryMode). */
 const IMPLIED_DIR_MODE = 0o755;
-/** File content is gathered into writes of this size: the daemon sends ~25 KB chunks. */
-const WRITE_BUFFER = 256 * 1024;
 
 /** Options of `applyLayer`. */
 export interface ApplyOptions {
@@ -49,11 +48,19 @@ export interface ApplyOptions {
  */
 export async function applyLayer(dir: string, tar: ReadableStream<Uint8Array>, opts: ApplyOptions): Promise<number> {
   const root = new ConfinedRoot(path.resolve(dir), opts.sys);
-  const applier = new _Applier(root, opts);
+  const writes = new FileWrites();
+  const applier = new _Applier(root, opts, writes);
   let size = 0;
-  for await (const entry of readTar(tar)) {
-    size += entry.header.size;
-    await applier.apply(entry);
+  try {
+    for await (const entry of readTar(tar)) {
+      size += entry.header.size;
+      await applier.apply(entry);
+    }
+    await writes.drain();
+  } catch (err) {
+    // Let background writes finish before the caller deletes what the apply left.
+    await writes.settle();
+    throw err;
   }
   // Last, as moby does: creating a child changes its directory's mtime.
   for (const [rel, mtime] of root.pendingTimes()) opts.sys.lutimes(root.abs(rel), mtime, mtime);
@@ -71,19 +78,29 @@ function _isAufsMeta(rel: string): boolean {
   }
 }
 
+/**
+ * overlayfs's own attributes (redirects, origins, metacopy, opaque) describe the layer that made
+ * them and steer how overlay resolves paths: a layer tar must never plant them. Opaqueness
+ * travels as `.wh..wh..opq` instead.
+ */
+function _isOverlayXattr(name: string): boolean {
+  return name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.");
+}
+
 class _Applier {
   #root: ConfinedRoot;
   #opts: ApplyOptions;
   #sys: Sys;
   /** Paths this layer wrote (or implied): an opaque marker in "delete" mode keeps only these. */
   #unpacked = new Set<string>();
-  #buf = new Uint8Array(WRITE_BUFFER);
+  #writes: FileWrites;
   #implied = (dirRel: string) => this.#makeImpliedDir(dirRel);
 
-  constructor(root: ConfinedRoot, opts: ApplyOptions) {
+  constructor(root: ConfinedRoot, opts: ApplyOptions, writes: FileWrites) {
     this.#root = root;
     this.#opts = opts;
     this.#sys = opts.sys;
+    this.#writes = writes;
   }
 
   async apply(entry: TarEntry): Promise<void> {
@@ -92,8 +109,14 @@ class _Applier {
     if (rel.includes(WHITEOUT_PREFIX)) {
       if (_isAufsMeta(rel)) return;
       const base = baseOf(rel);
-      if (base.startsWith(WHITEOUT_PREFIX)) return await this.#whiteout(rel, base, h);
+      if (base.startsWith(WHITEOUT_PREFIX)) {
+        await this.#writes.drain();
+        return await this.#whiteout(rel, base, h);
+      }
     }
+    // Only a small file may overlap the writes in flight, and only when it is not under one of them.
+    const small = h.type === "file" && h.size <= SMALL_FILE && rel !== "";
+    if (!small || this.#writes.busy(rel)) await this.#writes.drain();
     if (rel === "") {
       if (h.type !== "directory") throw new InvalidLayerError(`Invalid layer entry "${h.name}": the layer root must be a directory`);
       this.#setMetadata(this.#root.root, h, false);
@@ -104,13 +127,23 @@ class _Applier {
     const abs = this.#root.abs(rel);
     const existing = this.#root.lstatMode(rel);
     const merge = existing !== null && isDirMode(existing) && h.type === "directory";
-    if (existing !== null && !merge) await this.#root.remove(rel);
+    if (existing !== null && !merge) {
+      // What is removed may hold files still being written.
+      await this.#writes.drain();
+      await this.#root.remove(rel);
+    }
     switch (h.type) {
       case "directory":
         if (!merge) await fs.mkdir(abs, { mode: h.mode & 0o777 });
         break;
       case "file":
-        await this.#writeFile(abs, entry.body);
+        if (small) {
+          const bytes = await readSmall(entry.body, h.size);
+          await this.#writes.start(rel, abs, bytes, () => this.#setMetadata(abs, h, false));
+          this.#unpacked.add(rel);
+          return;
+        }
+        await this.#writes.stream(abs, entry.body);
         break;
       case "symlink":
         // The target is only text: it is never followed here, so it may point anywhere.
@@ -139,7 +172,7 @@ class _Applier {
       uid: toHost(this.#opts.uidMaps, h.uid, "UID"),
       gid: toHost(this.#opts.gidMaps, h.gid, "GID"),
       mode: h.mode,
-      xattrs: h.xattrs,
+      xattrs: [...h.xattrs].filter(([name]) => !_isOverlayXattr(name)),
       atime: h.mtime,
       mtime: h.mtime,
       symlink,
@@ -153,32 +186,13 @@ class _Applier {
     const target = cleanEntryName(h.linkname, h.name);
     if (target === "") throw new InvalidLayerError(`Invalid layer entry "${h.name}": a hardlink to the layer root`);
     await this.#root.parents(target, h.name);
-    // link(2) does not follow a symlink named as its source on Linux: it links the symlink itself.
-    await fs.link(this.#root.abs(target), abs);
-  }
-
-  /** Stream a file's content to disk; O_EXCL so a symlink put there meanwhile is never followed. */
-  async #writeFile(abs: string, body: AsyncIterable<Uint8Array>): Promise<void> {
-    const handle = await fs.open(abs, "wx", 0o600);
     try {
-      const buf = this.#buf;
-      let len = 0;
-      const write = async (bytes: Uint8Array) => {
-        for (let at = 0; at < bytes.byteLength; ) {
-          at += (await handle.write(bytes, at, bytes.byteLength - at)).bytesWritten;
-        }
-      };
-      for await (const chunk of body) {
-        if (len + chunk.byteLength > buf.byteLength) {
-          await write(buf.subarray(0, len));
-          len = 0;
-        }
-        if (chunk.byteLength >= buf.byteLength) await write(chunk);
-        else (buf.set(chunk, len), (len += chunk.byteLength));
-      }
-      if (len > 0) await write(buf.subarray(0, len));
-    } finally {
-      await handle.close();
+      // link(2) does not follow a symlink named as its source on Linux: it links the symlink itself.
+      await fs.link(this.#root.abs(target), abs);
+    } catch (err) {
+      // Also what a link into AUFS's skipped `.wh..wh.plnk` looks like.
+      if (hasCode(err, "ENOENT")) throw new InvalidLayerError(`Invalid layer entry "${h.name}": hardlink target "${h.linkname}" does not exist`);
+      throw err;
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import type { Change } from "../driver.ts";
 import { ChangeKind } from "../driver.ts";
+import { hasCode } from "../errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode } from "./_file-type.ts";
 import { yieldToLoop } from "./_metadata.ts";
@@ -72,6 +73,15 @@ class _Walk {
     this.#parent = parent;
   }
 
+  #lstat(abs: string): Stat | null {
+    try {
+      return this.#sys.lstat(abs);
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return null;
+      throw err;
+    }
+  }
+
   /**
    * Compare the children of the layer directory `rel` with those of the parent's `rel` (when that
    * is a directory too); true when anything below `rel` changed.
@@ -84,7 +94,9 @@ class _Walk {
     for (const e of sys.readdirTypes(this.#layer + rel)) {
       const child = `${rel}/${e.name}`;
       if (++this.#seen % YIELD_EVERY === 0) await yieldToLoop();
-      const st = sys.lstat(this.#layer + child);
+      const st = this.#lstat(this.#layer + child);
+      // Gone since the listing (a running container): it is simply not there.
+      if (st === null) continue;
       const isDir = isDirMode(st.mode);
       if (!oldNames.has(e.name)) {
         this.changes.push({ Path: child, Kind: ChangeKind.Add });

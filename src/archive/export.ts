@@ -26,6 +26,8 @@ export interface ExportOptions {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** Files up to this size are read in one call. */
+const SMALL_FILE = 128 * 1024;
 /** Whiteouts carry no time of their own; a fixed one keeps the same changes the same bytes. */
 const WHITEOUT_MTIME = { sec: 0, nsec: 0 };
 const CAPABILITY_XATTR = "security.capability";
@@ -109,12 +111,24 @@ class _Exporter {
     if (!this.#ancestorsReal(rel)) return;
     const st = this.#lstat(abs);
     if (st === null) return;
-    const header = await this.#header(abs, rel, st);
+    let header: TarHeader | null;
+    try {
+      header = await this.#header(abs, rel, st);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) return; // removed while its attributes were read
+      throw err;
+    }
     if (header === null) return;
     if (header.type === "directory") this.#realDirs.add(rel);
-    if (header.type !== "file" || header.size === 0) return await this.#writer.add(header);
     let handle: fs.FileHandle;
+    if (header.type !== "file" || header.size === 0) return await this.#writer.add(header);
     try {
+      if (header.size <= SMALL_FILE) {
+        // One call instead of open/read/close; the header takes the size actually read, so a
+        // small file a running container is writing to cannot break the archive.
+        const bytes = await fs.readFile(abs, { flag: OPEN_FLAGS });
+        return await this.#writer.add({ ...header, size: bytes.byteLength }, bytes);
+      }
       handle = await fs.open(abs, OPEN_FLAGS);
     } catch (err) {
       if (hasCode(err, "ENOENT", "ENOTDIR", "ELOOP")) return;

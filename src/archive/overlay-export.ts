@@ -20,6 +20,8 @@ import type { TarHeader } from "./tar-types.ts";
 import { TarWriter } from "./tar-writer.ts";
 
 const READ_CHUNK = 256 * 1024;
+/** Files up to this size are read in one call. */
+const SMALL_FILE = 128 * 1024;
 /** exportChanges's whiteout time: fixed, so the same changes are the same bytes. */
 const FIXED_MTIME = { sec: 0, nsec: 0 };
 const CAPABILITY_XATTR = "security.capability";
@@ -82,6 +84,8 @@ class _UpperExporter {
   #upper: string;
   #opts: ExportUpperOptions;
   #links = new Map<bigint, string>();
+  /** Directories checked to be real (not symlinks) on the way to an entry. */
+  #realDirs = new Set<string>();
 
   constructor(writer: TarWriter, upper: string, opts: ExportUpperOptions) {
     this.#writer = writer;
@@ -96,6 +100,8 @@ class _UpperExporter {
 
   async #entry(rel: string): Promise<void> {
     const abs = `${this.#upper}/${rel}`;
+    // A running container may have swapped a directory for a symlink since the walk: never read through it.
+    if (!this.#ancestorsReal(rel)) return;
     const st = this.#lstat(abs);
     if (st === null) return;
     const type = tarTypeOf(st.mode);
@@ -104,10 +110,22 @@ class _UpperExporter {
       const slash = rel.lastIndexOf("/");
       return await this.#writer.add(this.#marker(`${rel.slice(0, slash + 1)}${WHITEOUT_PREFIX}${rel.slice(slash + 1)}`, 0, 0, 0));
     }
-    const header = await this.#header(abs, rel, st);
+    let header: TarHeader;
+    try {
+      header = await this.#header(abs, rel, st);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) return; // removed while its attributes were read
+      throw err;
+    }
     if (header.type === "file" && header.size > 0) {
       let handle: fs.FileHandle;
       try {
+        if (header.size <= SMALL_FILE) {
+          // One call instead of open/read/close; the header takes the size actually read, so a
+          // small file a running container is writing to cannot break the archive.
+          const bytes = await fs.readFile(abs, { flag: OPEN_FLAGS });
+          return await this.#writer.add({ ...header, size: bytes.byteLength }, bytes);
+        }
         handle = await fs.open(abs, OPEN_FLAGS);
       } catch (err) {
         if (hasCode(err, "ENOENT", "ENOTDIR", "ELOOP")) return;
@@ -158,6 +176,17 @@ class _UpperExporter {
       else return { ...header, type: "link", linkname: first, size: 0 };
     }
     return header;
+  }
+
+  #ancestorsReal(rel: string): boolean {
+    for (let slash = rel.indexOf("/"); slash >= 0; slash = rel.indexOf("/", slash + 1)) {
+      const dirRel = rel.slice(0, slash);
+      if (this.#realDirs.has(dirRel)) continue;
+      const st = this.#lstat(`${this.#upper}/${dirRel}`);
+      if (st === null || !isDirMode(st.mode)) return false;
+      this.#realDirs.add(dirRel);
+    }
+    return true;
   }
 
   #lstat(abs: string): Stat | null {

@@ -1,0 +1,267 @@
+/**
+ * overlay: moby's overlay2 in strata. Each layer keeps only its own files (`diff/`, the overlay
+ * upper dir); Get mounts it over its parents' diffs. Diffs are native (the upper dir is the diff)
+ * against a layer's own parent when overlay allows it, naive otherwise. Lower chains of up to 500
+ * layers mount through the new mount API; without it, overlay2's short-link scheme and its 128.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import {
+  rejectUnknownOptions, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
+} from "../../src/driver.ts";
+import { BusyError, InvalidRequestError } from "../../src/errors.ts";
+import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
+import { KeyedLock } from "../../src/locks.ts";
+import type { Logger } from "../../src/log.ts";
+import { type NaiveDiffBase, withNaiveDiff } from "../../src/naive-diff.ts";
+import type { Sys } from "../../src/sys/types.ts";
+import { type HostFeatures, detectHost } from "./host.ts";
+import { LayerStore, TMP_PREFIX, rootPair } from "./layers.ts";
+import { Layout, MERGED_DIR } from "./layout.ts";
+import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
+import { Mounts } from "./mounts.ts";
+import { NativeDiff } from "./native-diff.ts";
+
+/** The overlay driver's options (`strata.KEY=VALUE`). */
+export const KNOWN_OPTIONS = ["mount_method", "native_diff"] as const;
+
+const METHOD_NAMES: Record<MountMethod, string> = {
+  fsconfig: "new mount API, one lowerdir+ per layer",
+  mount: "mount(2), short links",
+};
+
+class OverlayDriver implements Driver {
+  readonly name = "overlay";
+  readonly sys: Sys;
+  readonly features: HostFeatures;
+  #layout: Layout;
+  #store: LayerStore;
+  #mounts: Mounts;
+  #native: NativeDiff;
+  #naive: DiffDriver;
+  #locks = new KeyedLock();
+  #log: Logger;
+  #maps: { uidMaps: IdMap[]; gidMaps: IdMap[] };
+
+  constructor(config: DriverConfig, features: HostFeatures) {
+    this.sys = config.sys;
+    this.features = features;
+    this.#log = config.log;
+    this.#layout = new Layout(config.home);
+    const root = rootPair(config.uidMaps, config.gidMaps);
+    this.#store = new LayerStore(this.#layout, config.sys, config.log, root);
+    this.#mounts = new Mounts(config.sys, config.log, root);
+    this.#maps = { uidMaps: config.uidMaps, gidMaps: config.gidMaps };
+    this.#native = new NativeDiff(this.#store, config.sys, config.log, this.#maps);
+    this.#naive = this.#naiveDiff();
+  }
+
+  /**
+   * Take over what a previous process left: layer mounts stay (containers may be running on them;
+   * the daemon will Put them), other mounts under Home go, then the layer store is reconciled.
+   */
+  async recover(): Promise<void> {
+    const realHome = await fs.realpath(this.#layout.home);
+    const { adopted, unmounted } = await this.#mounts.adopt(this.#layout.home, (mountPoint) => {
+      const [id, leaf, ...rest] = path.relative(realHome, mountPoint).split(path.sep);
+      return rest.length === 0 && leaf === MERGED_DIR && LAYER_ID_PATTERN.test(id) ? id : null;
+    });
+    if (adopted.length) this.#log.info("adopted layer mounts", { count: adopted.length });
+    if (unmounted.length) this.#log.info("unmounted stale mounts", { count: unmounted.length });
+    await this.#store.recover();
+  }
+
+  /** The naive diff works through get/put alone: it gets a view of this driver without the diff methods. */
+  #naiveDiff(): DiffDriver {
+    const proto: NaiveDiffBase = {
+      name: this.name,
+      sys: this.sys,
+      ...this.#maps,
+      parentOf: (id) => this.#store.parentOf(id),
+      status: () => this.status(),
+      getMetadata: (id) => this.getMetadata(id),
+      cleanup: () => this.cleanup(),
+      create: (id, parent, opts) => this.create(id, parent, opts),
+      createReadWrite: (id, parent, opts) => this.createReadWrite(id, parent, opts),
+      remove: (id) => this.remove(id),
+      get: (id, label) => this.get(id, label),
+      put: (id) => this.put(id),
+      exists: (id) => this.exists(id),
+      capabilities: () => this.capabilities(),
+    };
+    return withNaiveDiff(proto);
+  }
+
+  async status(): Promise<StatusPairs> {
+    const f = this.features;
+    return [
+      ["Backing Filesystem", f.backingFs],
+      ["Supports d_type", String(f.dType)],
+      ["Using metacopy", String(f.metacopy)],
+      ["Native Overlay Diff", String(f.nativeDiff)],
+      ["userxattr", String(f.userxattr)],
+      ["Mount method", `${METHOD_NAMES[f.method]} (up to ${maxLowers(f.method) + 1} layers)`],
+      ["Layers", String((await this.#store.ids()).length)],
+      ["Active mounts", String(this.#mounts.active)],
+    ];
+  }
+
+  async getMetadata(id: string): Promise<Record<string, string>> {
+    await this.#store.mustExist(id, "inspect");
+    const meta: Record<string, string> = {
+      WorkDir: this.#layout.work(id),
+      MergedDir: this.#layout.merged(id),
+      UpperDir: this.#layout.diff(id),
+    };
+    const lowers = await this.#store.lowerDirs(id);
+    if (lowers.length > 0) meta.LowerDir = lowers.join(":");
+    return meta;
+  }
+
+  /** Unmount every layer, counted or not (daemon shutdown). */
+  async cleanup(): Promise<void> {
+    for (const id of this.#mounts.ids()) {
+      await this.#locks.run(id, () => this.#mounts.drop(id, this.#layout.merged(id)));
+    }
+    await this.#mounts.clearStale(this.#layout.home);
+  }
+
+  create(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    return this.#create(id, parent, opts);
+  }
+
+  createReadWrite(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    return this.#create(id, parent, opts);
+  }
+
+  async #create(id: string, parent: string, opts: CreateOpts): Promise<void> {
+    const unknown = Object.keys(opts.storageOpt ?? {})[0];
+    if (unknown === "size") throw new InvalidRequestError(`Cannot create layer "${id}": the overlay driver does not support the size option`);
+    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": unknown storage option "${unknown}"`);
+    this.#layout.layer(id);
+    await this.#locks.runAll(parent ? [id, parent] : [id], () => this.#store.create(id, parent, maxLowers(this.features.method)));
+  }
+
+  async remove(id: string): Promise<void> {
+    const merged = this.#layout.merged(id);
+    await this.#locks.run(id, async () => {
+      if (this.#mounts.count(id) > 0) {
+        this.#log.warn("removing a mounted layer", { id, refs: this.#mounts.count(id) });
+        await this.#mounts.drop(id, merged);
+      }
+      await this.#store.remove(id);
+    });
+  }
+
+  async get(id: string, _mountLabel: string): Promise<string> {
+    return await this.#locks.run(id, async () => {
+      await this.#store.mustExist(id, "get");
+      const lowers = await this.#store.lowers(id);
+      // A base layer is its diff dir; overlay2 does not mount it either.
+      if (lowers.length === 0) return this.#layout.diff(id);
+      const merged = this.#layout.merged(id);
+      await this.#mounts.acquire(id, merged, async () => {
+        const f = this.features;
+        return layerMount({
+          home: this.#layout.home,
+          id,
+          lowers,
+          readonly: await this.#store.committed(id),
+          method: f.method,
+          extra: [...(f.indexOff ? ["index=off"] : []), ...(f.userxattr ? ["userxattr"] : [])],
+          pageSize: f.pageSize,
+        });
+      }, `layer "${id}"`);
+      return merged;
+    });
+  }
+
+  async put(id: string): Promise<void> {
+    await this.#locks.run(id, async () => {
+      await this.#store.mustExist(id, "put");
+      if ((await this.#store.lowers(id)).length === 0) return;
+      await this.#mounts.release(id, this.#layout.merged(id));
+    });
+  }
+
+  exists(id: string): Promise<boolean> {
+    return this.#store.exists(id);
+  }
+
+  capabilities() {
+    return { ReproducesExactDiffs: false };
+  }
+
+  /** Whether the diff operations on (`id`, `parent`) may read the upper dir alone. */
+  async #isNative(id: string, parent: string, action = "diff"): Promise<boolean> {
+    await this.#store.mustExist(id, action);
+    if (!this.features.nativeDiff) return false;
+    return parent === "" || parent === (await this.#store.parentOf(id));
+  }
+
+  async diff(id: string, parent: string): Promise<ReadableStream<Uint8Array>> {
+    if (!(await this.#isNative(id, parent))) return this.#naive.diff(id, parent);
+    return this.#native.diff(id);
+  }
+
+  async changes(id: string, parent: string): Promise<Change[]> {
+    if (!(await this.#isNative(id, parent))) return this.#naive.changes(id, parent);
+    return this.#native.changes(id);
+  }
+
+  async diffSize(id: string, parent: string): Promise<number> {
+    if (!(await this.#isNative(id, parent))) return this.#naive.diffSize(id, parent);
+    return this.#native.size(id);
+  }
+
+  async applyDiff(id: string, parent: string, tar: ReadableStream<Uint8Array>): Promise<number> {
+    // Extracting into the upper dir is sound whatever the kernel does with copy-up (the redirect_dir
+    // and metacopy problems are about reading one back) and whichever parent is named: the tar's
+    // whiteouts become overlay's own. Only where overlay.* attributes cannot be written (a user
+    // namespace) does it go through the mount.
+    await this.#store.mustExist(id, "apply a diff to");
+    if (this.features.userxattr) return this.#naive.applyDiff(id, parent, tar);
+    return await this.#locks.run(id, async () => {
+      await this.#store.mustExist(id, "apply a diff to");
+      if (this.#mounts.count(id) > 0) {
+        await tar.cancel().catch(() => {});
+        throw new BusyError(`Cannot apply a diff to layer "${id}": it is mounted`);
+      }
+      return await this.#native.apply(id, tar);
+    });
+  }
+}
+
+/** Parse the driver's options. */
+function _options(options: Record<string, string>): { method: MountMethod | "auto"; nativeDiff: boolean } {
+  rejectUnknownOptions("overlay", options, KNOWN_OPTIONS);
+  const method = options.mount_method ?? "auto";
+  if (!["auto", "fsconfig", "mount"].includes(method)) {
+    throw new InvalidRequestError(`Invalid option strata.mount_method=${method} (auto, fsconfig or mount)`);
+  }
+  const native = options.native_diff ?? "auto";
+  if (!["auto", "true", "false"].includes(native)) {
+    throw new InvalidRequestError(`Invalid option strata.native_diff=${native} (auto or false)`);
+  }
+  return { method: method as MountMethod | "auto", nativeDiff: native !== "false" };
+}
+
+/** Build the overlay driver on `config.home`, or throw ErrNotSupported / ErrIncompatibleFS. */
+export async function initOverlay(config: DriverConfig): Promise<Driver> {
+  const want = _options(config.options);
+  const layout = new Layout(config.home);
+  await fs.mkdir(config.home, { recursive: true, mode: 0o710 });
+  await fs.mkdir(layout.linkDir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(layout.tmpDir, { recursive: true, mode: 0o700 });
+  const probe = await fs.mkdtemp(path.join(layout.tmpDir, TMP_PREFIX.check));
+  let features: HostFeatures;
+  try {
+    features = await detectHost(config.sys, probe, want);
+  } finally {
+    await fs.rm(probe, { recursive: true, force: true });
+  }
+  if (!features.nativeDiff) config.log.warn("not using native diff for overlay", { reason: features.naiveReason });
+  const driver = new OverlayDriver(config, features);
+  await driver.recover();
+  return driver;
+}

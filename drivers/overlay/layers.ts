@@ -1,0 +1,217 @@
+/**
+ * Layers on disk: create (built in `.tmp/new-…`, renamed into place), remove (renamed to
+ * `.tmp/rm-…`, deleted after), the lower chain and link names, and the reconciliation a restart
+ * needs. No mounts here: `mounts.ts` owns those.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import type { IdMap } from "../../src/driver.ts";
+import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/errors.ts";
+import type { Logger } from "../../src/log.ts";
+import type { Sys } from "../../src/sys/types.ts";
+import {
+  DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, WORK_DIR, childLowers, formatLower,
+  idOfLinkTarget, isLinkId, linkTarget, newLinkId, parseLower,
+} from "./layout.ts";
+
+/** Temp dir prefixes under `.tmp/`. */
+export const TMP_PREFIX = { create: "new-", remove: "rm-", apply: "apply-", check: "check-" } as const;
+
+/** The host uid/gid that container root maps to (0/0 without maps). */
+export function rootPair(uidMaps: IdMap[], gidMaps: IdMap[]): { uid: number; gid: number } {
+  const find = (maps: IdMap[]) => maps.find((m) => m.container_id === 0 && m.size > 0)?.host_id ?? 0;
+  return { uid: find(uidMaps), gid: find(gidMaps) };
+}
+
+/** Layer directories and files, per ID; callers hold the ID's lock. */
+export class LayerStore {
+  readonly layout: Layout;
+  #sys: Sys;
+  #log: Logger;
+  #root: { uid: number; gid: number };
+  #seq = 0;
+
+  constructor(layout: Layout, sys: Sys, log: Logger, root: { uid: number; gid: number }) {
+    this.layout = layout;
+    this.#sys = sys;
+    this.#log = log;
+    this.#root = root;
+  }
+
+  /** A fresh path under `.tmp/`. */
+  tmp(prefix: string, id: string): string {
+    return path.join(this.layout.tmpDir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
+  }
+
+  /** Whether the layer exists. */
+  async exists(id: string): Promise<boolean> {
+    try {
+      return (await fs.lstat(this.layout.layer(id))).isDirectory();
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return false;
+      throw err;
+    }
+  }
+
+  /** Throw NotFoundError unless the layer exists; `action` completes "Cannot … layer "id"". */
+  async mustExist(id: string, action: string): Promise<void> {
+    if (!(await this.exists(id))) throw new NotFoundError(`Cannot ${action} layer "${id}": it does not exist`);
+  }
+
+  /** The layer's lower chain (".l/LINK" entries, parent first); empty for a base layer. */
+  async lowers(id: string): Promise<string[]> {
+    try {
+      return parseLower(await fs.readFile(this.layout.lowerFile(id), "utf8"));
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return [];
+      throw err;
+    }
+  }
+
+  /** The layer's link name. */
+  async linkId(id: string): Promise<string> {
+    const text = (await fs.readFile(this.layout.linkFile(id), "utf8")).trim();
+    if (!isLinkId(text)) throw new StrataError(`Layer "${id}" has a corrupt link file`);
+    return text;
+  }
+
+  /** The real directories of the lower chain, parent first (what GetMetadata reports as LowerDir). */
+  async lowerDirs(id: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const entry of await this.lowers(id)) {
+      const link = this.layout.absolute(entry);
+      out.push(path.resolve(path.dirname(link), await fs.readlink(link)));
+    }
+    return out;
+  }
+
+  /** The ID of the layer's parent, from its first lower link; "" for a base layer. */
+  async parentOf(id: string): Promise<string> {
+    const [first] = await this.lowers(id);
+    if (first === undefined) return "";
+    const parent = idOfLinkTarget(await fs.readlink(this.layout.absolute(first)));
+    if (parent === null) throw new StrataError(`Layer "${id}" has a corrupt lower link "${first}"`);
+    return parent;
+  }
+
+  /** Whether a child was ever created on the layer (overlay2 then mounts it read-only). */
+  async committed(id: string): Promise<boolean> {
+    return await fs.access(this.layout.committedFile(id)).then(() => true, () => false);
+  }
+
+  /**
+   * Build the layer in a temp dir and rename it into place. A child's upper dir starts with its
+   * parent's root attributes, so the mounted root looks exactly like the parent's until changed.
+   */
+  async create(id: string, parent: string, maxLowers: number): Promise<void> {
+    const dir = this.layout.layer(id);
+    if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
+    let lowers: string[] = [];
+    if (parent) {
+      await this.mustExist(parent, `create layer "${id}" on`);
+      lowers = childLowers(await this.linkId(parent), await this.lowers(parent));
+      if (lowers.length > maxLowers) {
+        throw new StrataError(`Cannot create layer "${id}": its chain of ${lowers.length + 1} layers is deeper than this host can mount (${maxLowers + 1})`);
+      }
+    }
+    const staging = this.tmp(TMP_PREFIX.create, id);
+    let link: string | undefined;
+    try {
+      await fs.mkdir(staging, { mode: 0o710 });
+      await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
+      const diff = path.join(staging, DIFF_DIR);
+      await fs.mkdir(diff, { mode: 0o755 });
+      if (parent) {
+        await this.copyRootAttrs(this.layout.diff(parent), diff);
+        await fs.mkdir(path.join(staging, WORK_DIR), { mode: 0o700 });
+        await fs.chown(path.join(staging, WORK_DIR), this.#root.uid, this.#root.gid);
+        await fs.writeFile(path.join(staging, LOWER_FILE), formatLower(lowers), { mode: 0o644 });
+      } else {
+        await fs.chown(diff, this.#root.uid, this.#root.gid);
+      }
+      let linkId = newLinkId();
+      for (;;) {
+        try {
+          await fs.symlink(linkTarget(id), this.layout.link(linkId));
+          link = this.layout.link(linkId);
+          break;
+        } catch (err) {
+          if (!hasCode(err, "EEXIST")) throw err;
+          linkId = newLinkId();
+        }
+      }
+      await fs.writeFile(path.join(staging, LINK_FILE), linkId, { mode: 0o644 });
+      await fs.rename(staging, dir);
+    } catch (err) {
+      await fs.rm(staging, { recursive: true, force: true });
+      if (link) await fs.unlink(link).catch(() => {});
+      throw err;
+    }
+    if (parent) await fs.writeFile(this.layout.committedFile(parent), "", { mode: 0o600 });
+  }
+
+  /** Give `to` the mode, owner, times and (non-overlay) xattrs of directory `from`. */
+  async copyRootAttrs(from: string, to: string): Promise<void> {
+    const st = this.#sys.lstat(from);
+    for (const name of this.#sys.llistxattr(from)) {
+      if (name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.")) continue;
+      const value = this.#sys.lgetxattr(from, name);
+      if (value !== null) this.#sys.lsetxattr(to, name, value);
+    }
+    this.#sys.lchown(to, st.uid, st.gid);
+    await fs.chmod(to, st.mode & 0o7777);
+    this.#sys.lutimes(to, st.atime, st.mtime);
+  }
+
+  /** Rename the layer out of the way, drop its link, delete it. Unknown layers are fine. */
+  async remove(id: string): Promise<void> {
+    const dir = this.layout.layer(id);
+    const linkId = await this.linkId(id).catch(() => null);
+    const doomed = this.tmp(TMP_PREFIX.remove, id);
+    try {
+      await fs.rename(dir, doomed);
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return;
+      throw err;
+    }
+    if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
+    // The layer is gone once renamed; what fails to delete now goes at the next start.
+    await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
+  }
+
+  /** Layer IDs on disk. */
+  async ids(): Promise<string[]> {
+    const entries = await fs.readdir(this.layout.home, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && !e.name.startsWith(".")).map((e) => e.name);
+  }
+
+  /**
+   * After a crash: delete what `.tmp/` holds (unfinished creates and applies, removes not yet
+   * deleted), drop links whose layer is gone, and restore links a layer lost. Mounts under Home
+   * must already be gone (`Mounts.clearStale`), or the deletes would reach into them.
+   */
+  async recover(): Promise<void> {
+    for (const name of await fs.readdir(this.layout.tmpDir)) {
+      await fs.rm(path.join(this.layout.tmpDir, name), { recursive: true, force: true });
+    }
+    const wanted = new Map<string, string>();
+    for (const id of await this.ids()) {
+      const linkId = await this.linkId(id).catch(() => null);
+      if (linkId) wanted.set(linkId, id);
+    }
+    for (const linkId of await fs.readdir(this.layout.linkDir)) {
+      const id = wanted.get(linkId);
+      const target = await fs.readlink(this.layout.link(linkId)).catch(() => null);
+      if (id !== undefined && target === linkTarget(id)) {
+        wanted.delete(linkId);
+        continue;
+      }
+      await fs.rm(this.layout.link(linkId), { force: true });
+      this.#log.info("dropped a stale link", { link: linkId });
+    }
+    for (const [linkId, id] of wanted) {
+      await fs.symlink(linkTarget(id), this.layout.link(linkId));
+      this.#log.info("restored a missing link", { id, link: linkId });
+    }
+  }
+}

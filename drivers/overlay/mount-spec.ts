@@ -1,0 +1,120 @@
+/**
+ * Overlay mounts as plain data (`{type, source, options}`, containerd-style), built by pure
+ * functions from a layer's lower chain; `mounter.ts` performs them.
+ *
+ * Two ways to hand the options to the kernel:
+ * - "fsconfig": the new mount API, one `fsconfig` call per option, lower layers passed one at a
+ *   time as `lowerdir+=PATH` (Linux 6.8). No length limit; overlay itself stops at 500 lowers.
+ * - "mount": one mount(2) call whose data must fit a page. Absolute paths when they fit, else
+ *   overlay2's scheme: `.l/<LINK>` names relative to Home, with the mount done from Home.
+ */
+import * as path from "node:path";
+import { StrataError } from "../../src/errors.ts";
+import { DIFF_DIR, WORK_DIR } from "./layout.ts";
+
+/** A mount, as data. */
+export interface MountSpec {
+  type: "overlay";
+  source: "overlay";
+  /** `key=value` or flag options, in order. `lowerdir+=` entries need the "fsconfig" method. */
+  options: string[];
+  /** The directory relative paths in `options` resolve against; set only by the "mount" method's short form. */
+  cwd?: string;
+}
+
+/** How an overlay is mounted. */
+export type MountMethod = "fsconfig" | "mount";
+
+/** overlayfs's OVL_MAX_STACK: the most lower layers one overlay mount takes. */
+export const OVERLAY_MAX_LOWERS = 500;
+/** overlay2's maxDepth: the most lower layers the mount(2) short-link scheme is sized for. */
+export const MOUNT2_MAX_LOWERS = 128;
+
+/** What an overlay mount of one layer is made of. */
+export interface LayerMountInput {
+  /** Home; lower entries are relative to it. */
+  home: string;
+  id: string;
+  /** The layer's lower chain (".l/LINK" entries, nearest first); never empty. */
+  lowers: readonly string[];
+  /** Mount without upper: the layer's own diff on top of its lowers (overlay2 does this once a layer has children). */
+  readonly: boolean;
+  method: MountMethod;
+  /** Options that go first, e.g. "index=off", "userxattr". */
+  extra?: readonly string[];
+  /** mount(2) takes at most pageSize - 1 bytes of data. */
+  pageSize: number;
+}
+
+/** The deepest lower chain `method` can mount. */
+export function maxLowers(method: MountMethod): number {
+  return method === "fsconfig" ? OVERLAY_MAX_LOWERS : MOUNT2_MAX_LOWERS;
+}
+
+/** The data string mount(2) receives for a spec. */
+export function mountData(spec: MountSpec): string {
+  return spec.options.join(",");
+}
+
+/**
+ * The mount of one layer.
+ * @example
+ * layerMount({ home: "/h", id: "c", lowers: [".l/AAAA"], readonly: false, method: "fsconfig", pageSize: 4096 });
+ * // { type: "overlay", source: "overlay",
+ * //   options: ["lowerdir+=/h/.l/AAAA", "upperdir=/h/c/diff", "workdir=/h/c/work"] }
+ */
+export function layerMount(input: LayerMountInput): MountSpec {
+  const { home, id, lowers, readonly, method } = input;
+  const extra = [...(input.extra ?? [])];
+  if (lowers.length === 0) throw new StrataError(`Cannot mount layer "${id}": it has no lower layers`);
+  const total = lowers.length + (readonly ? 1 : 0);
+  if (total > maxLowers(method)) {
+    throw new StrataError(
+      `Cannot mount layer "${id}": its ${total} lower layers exceed the limit of ${maxLowers(method)}` +
+        (method === "mount" ? " for mount(2) (Linux 6.8's lowerdir+ lifts it to 500)" : " of overlayfs"),
+    );
+  }
+  const diff = (base: string) => path.join(base, id, DIFF_DIR);
+  const work = (base: string) => path.join(base, id, WORK_DIR);
+
+  if (method === "fsconfig") {
+    const lowerDirs = [...(readonly ? [diff(home)] : []), ...lowers.map((l) => path.join(home, l))];
+    const options = [...extra, ...lowerDirs.map((d) => `lowerdir+=${d}`)];
+    if (!readonly) options.push(`upperdir=${diff(home)}`, `workdir=${work(home)}`);
+    return { type: "overlay", source: "overlay", options };
+  }
+
+  const build = (base: string, lowerList: string[]): string[] => {
+    const options = [...extra, `lowerdir=${[...(readonly ? [diff(base)] : []), ...lowerList].join(":")}`];
+    if (!readonly) options.push(`upperdir=${diff(base)}`, `workdir=${work(base)}`);
+    return options;
+  };
+  const limit = input.pageSize - 1;
+  // mount(2) data splits on "," and lowerdir on ":"; a Home holding either only works relatively.
+  if (!/[,:\\]/.test(home)) {
+    const absolute = build(home, lowers.map((l) => path.join(home, l)));
+    if (absolute.join(",").length <= limit) return { type: "overlay", source: "overlay", options: absolute };
+  }
+  const relative = build("", [...lowers]);
+  const size = relative.join(",").length;
+  if (size > limit) {
+    throw new StrataError(`Cannot mount layer "${id}": its mount options take ${size} bytes, more than mount(2) accepts (${limit})`);
+  }
+  return { type: "overlay", source: "overlay", options: relative, cwd: home };
+}
+
+/**
+ * Split an option into what `fsconfig` takes: a key and a string value, or a bare flag (value null).
+ * @example
+ * splitOption("lowerdir+=/a=b"); // ["lowerdir+", "/a=b"]
+ * splitOption("userxattr");      // ["userxattr", null]
+ */
+export function splitOption(option: string): [string, string | null] {
+  const eq = option.indexOf("=");
+  return eq < 0 ? [option, null] : [option.slice(0, eq), option.slice(eq + 1)];
+}
+
+/** Whether a spec can only be mounted with the new mount API. */
+export function needsFsconfig(spec: MountSpec): boolean {
+  return spec.options.some((o) => splitOption(o)[0].endsWith("+"));
+}
