@@ -27,7 +27,9 @@ for smoke in test/sys-deno-smoke.ts test/archive/tar-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
 done
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
-  STRATA_E2E=1 run e2e node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts
+  for driver in vfs overlay; do
+    STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts
+  done
 fi
 
 # One closing line over all suites (bun prints "N pass"/"N fail" per run; deno smokes "N passed, N failed").
