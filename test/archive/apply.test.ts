@@ -7,7 +7,9 @@ import { changesSize } from "../../src/archive/size.ts";
 import { InvalidLayerError } from "../../src/errors.ts";
 import { entry, file, makeTar, streamOf } from "../helpers/layer-tar.ts";
 import { snapshot } from "../helpers/tree.ts";
-import { applyItems, CAPABILITY, emptyDir, isRoot, type Item, listTree, richLayer, sys, tempRoot, ts } from "./layer-fixtures.ts";
+import { applyItems, CAPABILITY, emptyDir, isRoot, type Item, listTree, removeRootsAfterEach, richLayer, sys, tempRoot, ts } from "./layer-fixtures.ts";
+
+removeRootsAfterEach();
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const ns = (sec: number, nsec: number) => String(BigInt(sec) * 1_000_000_000n + BigInt(nsec));
@@ -87,6 +89,32 @@ describe("applyLayer", () => {
     expect(fs.readFileSync(path.join(dir, "was-dir"), "utf8")).toBe("now a file");
     expect(fs.lstatSync(path.join(dir, "was-file")).isDirectory()).toBe(true);
     expect(fs.lstatSync(path.join(dir, "was-link")).isFile()).toBe(true);
+  });
+
+  test("keeps entries in archive order when later ones replace small files still being written", async () => {
+    const dir = emptyDir();
+    const many = Array.from({ length: 40 }, (_, i) => file(`d/f${i}`, `${i}`));
+    await applyItems(dir, [
+      file("twice", "first"),
+      file("twice", "second"),
+      ...many,
+      file("d", "d is a file now"),
+      file("x", "soon a directory"),
+      entry({ name: "x/", type: "directory" }),
+      file("x/inside", "ok"),
+    ]);
+    expect(fs.readFileSync(path.join(dir, "twice"), "utf8")).toBe("second");
+    expect(fs.readFileSync(path.join(dir, "d"), "utf8")).toBe("d is a file now");
+    expect(listTree(dir)).toEqual(["d", "twice", "x", "x/inside"]);
+    // A file under a name that is a file still being written is not a directory: refused, as tar would.
+    await expect(applyItems(emptyDir("other"), [file("y", "file"), file("y/z", "under a file")])).rejects.toThrow('"y" is not a directory');
+  });
+
+  test.skipIf(!isRoot)("never sets overlayfs's own xattrs from a layer", async () => {
+    const dir = emptyDir();
+    const xattrs = new Map([["trusted.overlay.redirect", new TextEncoder().encode("/etc")], ["user.overlay.origin", new Uint8Array([1])], ["user.keep", new Uint8Array([2])]]);
+    await applyItems(dir, [entry({ name: "d/", type: "directory", xattrs }), file("f", "x", { xattrs })]);
+    for (const p of ["d", "f"]) expect(sys.llistxattr(path.join(dir, p))).toEqual(["user.keep"]);
   });
 
   test("shifts owners through the UID and GID maps", async () => {
@@ -221,6 +249,7 @@ describe("applyLayer", () => {
         [entry({ name: "pw", type: "link", linkname: "../../etc/passwd" })],
         [entry({ name: "l", type: "symlink", linkname: outside }), entry({ name: "pw", type: "link", linkname: "l/sentinel" })],
         [entry({ name: "pw", type: "link", linkname: "/" })],
+        [entry({ name: "pw", type: "link", linkname: "not-there" })],
       ];
       for (const items of bad) await expect(applyItems(dir, items)).rejects.toThrow(InvalidLayerError);
       // An absolute target means the layer's own root, as moby reads it.

@@ -3,8 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { changesDirs, comparePaths } from "../../src/archive/changes.ts";
 import { entry, file } from "../helpers/layer-tar.ts";
-import { applyItems, CAPABILITY, emptyDir, isRoot, type Item, ts } from "./layer-fixtures.ts";
-import { sys } from "./layer-fixtures.ts";
+import { applyItems, CAPABILITY, emptyDir, isRoot, type Item, removeRootsAfterEach, sys, ts } from "./layer-fixtures.ts";
+
+removeRootsAfterEach();
 
 const A = 0;
 const ADD = 1;

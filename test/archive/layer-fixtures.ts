@@ -27,12 +27,20 @@ export const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
 export type Item = TarHeader | [TarHeader, Uint8Array];
 
 let roots: string[] = [];
-afterEach(() => {
-  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
-  roots = [];
-});
 
-/** A fresh temp directory, removed after the current test. */
+/**
+ * Remove the temp roots after each test of the calling file. Each test file must call this
+ * itself: this module is evaluated once per run, so a hook registered here would only serve
+ * the first file that imported it.
+ */
+export function removeRootsAfterEach(): void {
+  afterEach(() => {
+    for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+    roots = [];
+  });
+}
+
+/** A fresh temp directory, removed after the current test (see `removeRootsAfterEach`). */
 export function tempRoot(prefix = "strata-archive-"): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   roots.push(dir);
