@@ -23,7 +23,7 @@ run() { # name, command...: run one suite, keep its output for the summary
 }
 
 run unit node_modules/.bin/bun test --timeout 60000
-for smoke in test/sys-deno-smoke.ts test/archive/tar-deno-smoke.ts; do
+for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
 done
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
