@@ -6,7 +6,9 @@ log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 status=0
 
-npm ci --no-audit --no-fund >"$log/npm.txt" 2>&1 || { cat "$log/npm.txt"; exit 1; }
+# npm install, not npm ci: npm 11 leaves the other platforms' optional deno packages out of the
+# lockfile and npm ci then refuses it; install still pins every version the lockfile records.
+npm install --no-audit --no-fund >"$log/npm.txt" 2>&1 || { cat "$log/npm.txt"; exit 1; }
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-test-deps.sh || exit 1
 else
