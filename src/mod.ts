@@ -34,9 +34,9 @@ export interface ServeOptions {
 export async function serve(driver: Driver | DriverSource, opts: ServeOptions): Promise<Listener> {
   const source = "current" in driver ? driver : fixedSource(driver);
   // The one place runtime detection is allowed: a library caller has no entry point of ours.
-  const listenUnix = opts.listenUnix ?? ("Bun" in globalThis
-    ? (await import("./serve/bun.ts")).listenUnix
-    : (await import("./serve/deno.ts")).listenUnix);
+  // A computed specifier keeps each runtime from loading (and type-checking) the other's adapter.
+  const adapter = "Bun" in globalThis ? "./serve/bun.ts" : "./serve/deno.ts";
+  const listenUnix: ListenUnix = opts.listenUnix ?? (await import(adapter)).listenUnix;
   await prepareSocketPath(opts.socket);
   const listener = await listenUnix(opts.socket, createApp(source, opts.log ?? silentLogger).fetch);
   await secureSocket(opts.socket);

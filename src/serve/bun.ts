@@ -3,13 +3,15 @@ import type { FetchHandler, ListenUnix, Listener } from "./types.ts";
 
 /** Serve on a unix socket with Bun. */
 export const listenUnix: ListenUnix = async (path: string, fetch: FetchHandler): Promise<Listener> => {
-  const server = Bun.serve({
+  const options = {
     unix: path,
     // ApplyDiff bodies are whole layers (default cap 128 MiB) and calls may take minutes (default idle cut 10 s).
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 0,
-    fetch: (req) => fetch(_absolute(req)),
-  });
+    fetch: (req: Request) => fetch(_absolute(req)),
+  };
+  // bun-types leave idleTimeout out of the unix-socket variant; Bun accepts it there all the same.
+  const server = Bun.serve(options as unknown as Parameters<typeof Bun.serve>[0]);
   return { close: () => server.stop(false) };
 };
 

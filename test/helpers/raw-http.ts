@@ -13,7 +13,7 @@ export function rawCall(socket: string, path: string, body: string | Buffer | nu
   return new Promise((resolve, reject) => {
     const conn = net.connect(socket);
     const data: Buffer[] = [];
-    conn.on("data", (d) => data.push(d));
+    conn.on("data", (d: Buffer) => data.push(d));
     conn.on("error", reject);
     conn.on("end", () => {
       const all = Buffer.concat(data);
@@ -24,7 +24,7 @@ export function rawCall(socket: string, path: string, body: string | Buffer | nu
         const i = line.indexOf(":");
         headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
       }
-      let rest = all.subarray(split + 4);
+      let rest: Buffer = all.subarray(split + 4);
       if (headers["transfer-encoding"] === "chunked") rest = _dechunk(rest);
       resolve({ status: Number(head[0].split(" ")[1]), headers, body: rest });
     });
