@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What the end-to-end tests need from the system: docker.io (dockerd 20.10 on Debian 12) and
-# busybox-static (the whole image the tests import), btrfs-progs (reflink tests on a btrfs loop image). Idempotent: installs only what is missing.
+# busybox-static (the whole image the tests import), btrfs-progs (reflink tests on a btrfs loop image), shellcheck (install.sh lint). Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(docker.io busybox-static btrfs-progs)
+packages=(docker.io busybox-static btrfs-progs shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then

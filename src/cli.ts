@@ -1,13 +1,15 @@
-/** The command line: `strata serve|version|--help`, runtime-neutral; entry points pass their runtime. */
+/** The command line: `strata serve|status|version|--help`, runtime-neutral; entry points pass their runtime. */
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
+import { DAEMON_JSON_COMMAND, runDaemonJsonCommand } from "./daemon-json.ts";
 import "./drivers.ts";
 import { registeredDrivers } from "./driver.ts";
 import { LOG_LEVELS, createLogger, type LogLevel } from "./log.ts";
 import { Plugin } from "./plugin.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "./serve/socket.ts";
 import type { ListenUnix } from "./serve/types.ts";
+import { formatStatus, queryStatus } from "./status.ts";
 import type { Sys } from "./sys/types.ts";
 import { versionText } from "./version.ts";
 
@@ -32,6 +34,7 @@ export function usage(): string {
 
 Usage:
   strata serve [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--state-dir DIR] [--log-level ${LOG_LEVELS.join("|")}]
+  strata status [--socket PATH]
   strata version
   strata --help
 
@@ -40,6 +43,8 @@ serve options:
   --socket      unix socket to listen on; default ${DEFAULTS.socket}
   --state-dir   where Init's arguments are kept across restarts; default ${DEFAULTS.stateDir}
   --log-level   default ${DEFAULTS.logLevel}
+
+status: asks the plugin serving on --socket (default ${DEFAULTS.socket}) for its status
 
 Then: dockerd --experimental --storage-driver strata
 `;
@@ -56,6 +61,9 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
     process.stdout.write(versionText(runtime.name) + "\n");
     return 0;
   }
+  if (command === "status") return await status(rest);
+  // Internal, for install.sh: a JSON merge POSIX sh cannot do (src/daemon-json.ts).
+  if (command === DAEMON_JSON_COMMAND) return runDaemonJsonCommand(rest);
   if (command !== "serve") return _bad(`unknown command "${command}"`);
   let values;
   try {
@@ -107,6 +115,22 @@ async function serve(opts: { driver: string; socket: string; stateDir: string; l
   await releaseSocketPath(opts.socket);
   log.info("stopped");
   return 0;
+}
+
+async function status(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { socket: { type: "string", default: DEFAULTS.socket } } }));
+  } catch (err) {
+    return _bad((err as Error).message);
+  }
+  try {
+    process.stdout.write(formatStatus(await queryStatus(values.socket)));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`strata: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 function _bad(message: string): number {

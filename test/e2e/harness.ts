@@ -1,9 +1,11 @@
 /**
- * End-to-end harness: one private dockerd on a storage driver (built-in, or the plugin as a child
- * process found through a spec file), with a teardown that leaves nothing behind.
+ * End-to-end harness: one private dockerd on a storage driver (built-in, the plugin as a child process
+ * found through a spec file, or the plugin as a managed plugin of that dockerd), with a teardown that
+ * leaves nothing behind.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { E2EFailure } from "./command.ts";
 import { Dockerd, type DaemonExit } from "./dockerd.ts";
 import {
   E2E_PREFIX,
@@ -15,12 +17,14 @@ import {
   removeTempRoot,
   writePluginSpec,
 } from "./host.ts";
+import { ManagedPlugin, type ManagedPluginSpec, type PluginCrash } from "./managed-plugin.ts";
 import { PluginProcess, type PluginExit } from "./plugin-process.ts";
 
 export * from "./busybox-image.ts";
 export * from "./command.ts";
 export * from "./dockerd.ts";
 export * from "./host.ts";
+export * from "./managed-plugin.ts";
 export * from "./plugin-process.ts";
 
 /** The repository root (the plugin's working directory). */
@@ -36,7 +40,7 @@ export interface PluginCommand {
 }
 
 /** Which storage the daemon uses. */
-export type StorageChoice = { builtin: string } | { plugin: PluginCommand };
+export type StorageChoice = { builtin: string } | { plugin: PluginCommand } | { managed: ManagedPluginSpec };
 
 /** What {@link E2EEnv.teardown} found and did. */
 export interface TeardownReport {
@@ -63,6 +67,8 @@ export class E2EEnv {
   readonly root: string;
   readonly dockerd: Dockerd;
   readonly plugin: PluginProcess | undefined;
+  /** The managed plugin, when the storage is one. */
+  readonly managed: ManagedPlugin | undefined;
   /** The plugin's name for dockerd (`--storage-driver`), unique per run. */
   readonly pluginName: string | undefined;
   readonly pluginSocket: string | undefined;
@@ -73,6 +79,16 @@ export class E2EEnv {
     this.root = makeTempRoot();
     if ("builtin" in storage) {
       this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin });
+      return;
+    }
+    if ("managed" in storage) {
+      // Plugin names are per daemon (kept under its data-root), so the plain NAME:TAG cannot collide.
+      this.managed = new ManagedPlugin(storage.managed, this.root);
+      this.dockerd = new Dockerd({
+        root: this.root,
+        storageDriver: storage.managed.name,
+        storageOpts: [`strata.driver=${storage.managed.driver}`],
+      });
       return;
     }
     this.pluginName = `${E2E_PREFIX}${randomSuffix()}`;
@@ -108,13 +124,18 @@ export class E2EEnv {
     return this.dockerd.storageDriver;
   }
 
-  /** Where the driver keeps its layers: Init's Home for a plugin (`<data-root>/<name>`). */
+  /**
+   * Where the driver keeps its layers: Init's Home. For a v1 plugin `<data-root>/<name>`; a managed
+   * plugin gets `/data/<name>` inside, which is `<data-root>/plugins/<id>/propagated-mount/<name>` here.
+   */
   get layerHome(): string {
+    if (this.managed) return path.join(this.managed.propagatedMount, this.driverName);
     return path.join(this.dockerd.dataRoot, this.driverName);
   }
 
-  /** Start the plugin (if any), publish its spec file, start dockerd. */
+  /** Start the plugin (if any), publish its spec file, start dockerd. A managed plugin is installed first. */
   async start(): Promise<void> {
+    if (this.managed) await this.managed.install();
     if (this.plugin) {
       await this.plugin.start();
       writePluginSpec(this.pluginName!, this.pluginSocket!);
@@ -123,7 +144,21 @@ export class E2EEnv {
     await this.dockerd.start();
   }
 
-  /** dockerd's and the plugin's log tails, for failure messages. */
+  /**
+   * SIGKILL the plugin as a crash would, with dockerd running, and wait until it serves again: the
+   * harness restarts a v1 plugin process, dockerd restarts a managed plugin itself.
+   */
+  async crashPlugin(): Promise<PluginCrash> {
+    if (this.managed) return await this.managed.crash(60_000, () => this.logs());
+    if (!this.plugin) throw new E2EFailure("A built-in driver has no plugin process to kill");
+    const killedPid = this.plugin.pid;
+    const exit = await this.plugin.kill("SIGKILL");
+    if (exit.signal !== "SIGKILL") throw new E2EFailure(`The plugin did not die of SIGKILL: ${JSON.stringify(exit)}\n\n${this.logs()}`);
+    await this.plugin.start();
+    return { killedPid: killedPid ?? 0, restartedPid: this.plugin.pid ?? 0 };
+  }
+
+  /** dockerd's and the plugin's log tails (a managed plugin's output is in dockerd's log), for failure messages. */
   logs(lines = 40): string {
     return [this.dockerd.logTail(lines), this.plugin?.logTail(lines)].filter(Boolean).join("\n\n");
   }
@@ -145,6 +180,7 @@ export class E2EEnv {
       report.unmounted = removed.unmounted;
     } finally {
       if (this.#specWritten) removePluginSpec(this.pluginName!);
+      this.managed?.removeRuntimeDir();
     }
     return report;
   }

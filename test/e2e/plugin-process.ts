@@ -103,18 +103,8 @@ export class PluginProcess {
    * True when the socket answers Activate as dockerd expects. A socket file alone proves nothing:
    * a SIGKILLed plugin leaves a stale one behind.
    */
-  async activates(): Promise<boolean> {
-    try {
-      const res = await fetch("http://localhost/Plugin.Activate", {
-        method: "POST",
-        unix: this.#opts.socket,
-        signal: AbortSignal.timeout(2000),
-      });
-      const body = (await res.json()) as { Implements?: string[] };
-      return res.ok && (body.Implements ?? []).includes("GraphDriver");
-    } catch {
-      return false;
-    }
+  activates(): Promise<boolean> {
+    return answersActivate(this.#opts.socket);
   }
 
   /** Send `signal` and wait for the exit (SIGKILL after `timeoutMs` if it lingers). */
@@ -143,5 +133,16 @@ export class PluginProcess {
   /** The plugin log's tail, for failure messages. */
   logTail(lines = 60): string {
     return logTail(this.logFile, lines, "plugin log");
+  }
+}
+
+/** True when `socket` answers `/Plugin.Activate` as a GraphDriver plugin (v1 or managed). */
+export async function answersActivate(socket: string): Promise<boolean> {
+  try {
+    const res = await fetch("http://localhost/Plugin.Activate", { method: "POST", unix: socket, signal: AbortSignal.timeout(2000) });
+    const body = (await res.json()) as { Implements?: string[] };
+    return res.ok && (body.Implements ?? []).includes("GraphDriver");
+  } catch {
+    return false;
   }
 }
