@@ -1,0 +1,186 @@
+/**
+ * Archiving one path of a layer directory into a TarWriter with all its metadata: the part
+ * `exportChanges` (naive Diff) and `exportUpper` (overlay's native Diff) share, so that both write
+ * the same bytes for the same changes.
+ */
+import * as fs from "node:fs/promises";
+import { constants } from "node:fs";
+import type { IdMap } from "../driver.ts";
+import { hasCode } from "../errors.ts";
+import type { Stat, Sys } from "../sys/types.ts";
+import { isDirMode, tarTypeOf } from "./_file-type.ts";
+import { toContainer } from "./_id-map.ts";
+import { readXattrs } from "./_metadata.ts";
+import { WHITEOUT_PREFIX } from "./apply.ts";
+import type { TarHeader } from "./tar-types.ts";
+import type { TarWriter } from "./tar-writer.ts";
+
+const READ_CHUNK = 256 * 1024;
+/** Files up to this size are read in one call. */
+const SMALL_FILE = 128 * 1024;
+/** Markers (whiteouts, opaque) carry no time of their own; a fixed one keeps the same changes the same bytes. */
+const MARKER_MTIME = { sec: 0, nsec: 0 };
+const CAPABILITY_XATTR = "security.capability";
+/** O_NOFOLLOW: a file swapped for a symlink after it was listed is not read through the link. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+
+/** How entries are written. */
+export interface EntryWriterOptions {
+  sys: Sys;
+  /** Host → container UID map: owners are written as the container sees them. */
+  uidMaps?: IdMap[];
+  /** Host → container GID map. */
+  gidMaps?: IdMap[];
+  /** Attributes that are the storage's bookkeeping, not the file's own (overlay's). */
+  dropXattr?: (name: string) => boolean;
+}
+
+/** `.wh.NAME` for the archive path `rel`. */
+export function whiteoutName(rel: string): string {
+  const slash = rel.lastIndexOf("/");
+  return `${rel.slice(0, slash + 1)}${WHITEOUT_PREFIX}${rel.slice(slash + 1)}`;
+}
+
+/** True for an overlay whiteout: a character device 0/0. */
+export function isOverlayWhiteout(st: Stat): boolean {
+  return tarTypeOf(st.mode) === "char" && st.rdevMajor === 0 && st.rdevMinor === 0;
+}
+
+/** moby converts VFS_CAP_REVISION_3 to 2: the namespace root id in v3 means nothing in another namespace. */
+function _portableCapability(value: Uint8Array): Uint8Array {
+  if (value.byteLength < 24 || value[3] !== 3) return value;
+  const v2 = value.slice(0, 20);
+  v2[3] = 2;
+  return v2;
+}
+
+async function* _read(handle: fs.FileHandle, size: number): AsyncIterable<Uint8Array> {
+  for (let left = size; left > 0; ) {
+    // A fresh buffer each time: the tar writer hands large chunks on without copying them.
+    const buf = new Uint8Array(Math.min(READ_CHUNK, left));
+    const { bytesRead } = await handle.read(buf, 0, buf.byteLength, null);
+    // A short file makes the writer fail the stream: the header already promised `size` bytes.
+    if (bytesRead === 0) return;
+    left -= bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+/** Writes paths of one directory tree (`root`) as tar entries; hardlinks within one export become link entries. */
+export class EntryWriter {
+  #writer: TarWriter;
+  #root: string;
+  #opts: EntryWriterOptions;
+  /** Hardlinked inodes already archived → their archive name. */
+  #links = new Map<bigint, string>();
+  /** Directories checked to be real (not symlinks) on the way to an entry. */
+  #realDirs = new Set<string>();
+
+  constructor(writer: TarWriter, root: string, opts: EntryWriterOptions) {
+    this.#writer = writer;
+    this.#root = root.replace(/\/+$/, "");
+    this.#opts = opts;
+  }
+
+  /**
+   * The stat of `rel`, or null when it is gone or is reached through something that is no longer a
+   * directory (a running container may swap a directory for a symlink after the walk: never read through it).
+   */
+  stat(rel: string): Stat | null {
+    for (let slash = rel.indexOf("/"); slash >= 0; slash = rel.indexOf("/", slash + 1)) {
+      const dirRel = rel.slice(0, slash);
+      if (this.#realDirs.has(dirRel)) continue;
+      const st = this.#lstat(`${this.#root}/${dirRel}`);
+      if (st === null || !isDirMode(st.mode)) return null;
+      this.#realDirs.add(dirRel);
+    }
+    return this.#lstat(`${this.#root}/${rel}`);
+  }
+
+  /**
+   * Archive `rel` (stat `st`) with its content; returns the header written, or null when the path
+   * vanished meanwhile or is a socket (tar has no such type; moby skips them too).
+   * `ownersAsIs` keeps host ids (an overlay whiteout the kernel made: moby leaves its owner alone).
+   */
+  async write(rel: string, st: Stat, ownersAsIs = false): Promise<TarHeader | null> {
+    const abs = `${this.#root}/${rel}`;
+    let header: TarHeader | null;
+    try {
+      header = await this.#header(abs, rel, st, ownersAsIs);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) return null; // removed while its attributes were read
+      throw err;
+    }
+    if (header === null) return null;
+    if (header.type === "directory") this.#realDirs.add(rel);
+    if (header.type !== "file" || header.size === 0) {
+      await this.#writer.add(header);
+      return header;
+    }
+    let handle: fs.FileHandle;
+    try {
+      if (header.size <= SMALL_FILE) {
+        // One call instead of open/read/close; the header takes the size actually read, so a
+        // small file a running container is writing to cannot break the archive.
+        const bytes = await fs.readFile(abs, { flag: OPEN_FLAGS });
+        header = { ...header, size: bytes.byteLength };
+        await this.#writer.add(header, bytes);
+        return header;
+      }
+      handle = await fs.open(abs, OPEN_FLAGS);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR", "ELOOP")) return null;
+      throw err;
+    }
+    try {
+      await this.#writer.add(header, _read(handle, header.size));
+    } finally {
+      await handle.close();
+    }
+    return header;
+  }
+
+  /** An empty marker entry (a whiteout or an opaque marker) with a fixed time. */
+  async marker(name: string, mode = 0, uid = 0, gid = 0): Promise<void> {
+    await this.#writer.add({ name, type: "file", mode, uid, gid, size: 0, mtime: MARKER_MTIME, linkname: "", devmajor: 0, devminor: 0, xattrs: new Map() });
+  }
+
+  async #header(abs: string, rel: string, st: Stat, ownersAsIs: boolean): Promise<TarHeader | null> {
+    const type = tarTypeOf(st.mode);
+    if (type === null) return null;
+    const device = type === "char" || type === "block";
+    const xattrs = readXattrs(this.#opts.sys, abs);
+    const drop = this.#opts.dropXattr;
+    if (drop) for (const name of [...xattrs.keys()]) if (drop(name)) xattrs.delete(name);
+    const cap = xattrs.get(CAPABILITY_XATTR);
+    if (cap) xattrs.set(CAPABILITY_XATTR, _portableCapability(cap));
+    const header: TarHeader = {
+      name: rel,
+      type,
+      mode: st.mode & 0o7777,
+      uid: ownersAsIs ? st.uid : toContainer(this.#opts.uidMaps, st.uid, "UID"),
+      gid: ownersAsIs ? st.gid : toContainer(this.#opts.gidMaps, st.gid, "GID"),
+      size: type === "file" ? st.size : 0,
+      mtime: st.mtime,
+      linkname: type === "symlink" ? await fs.readlink(abs) : "",
+      devmajor: device ? st.rdevMajor : 0,
+      devminor: device ? st.rdevMinor : 0,
+      xattrs,
+    };
+    if (type !== "directory" && st.nlink > 1) {
+      const first = this.#links.get(st.ino);
+      if (first === undefined) this.#links.set(st.ino, rel);
+      else return { ...header, type: "link", linkname: first, size: 0 };
+    }
+    return header;
+  }
+
+  #lstat(abs: string): Stat | null {
+    try {
+      return this.#opts.sys.lstat(abs);
+    } catch (err) {
+      if (hasCode(err, "ENOENT", "ENOTDIR")) return null;
+      throw err;
+    }
+  }
+}
