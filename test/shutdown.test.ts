@@ -25,7 +25,7 @@ function slowApplyDiff(socket: string, body: Uint8Array) {
   const conn = net.connect(socket);
   const data: Buffer[] = [];
   const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    conn.on("data", (d: Buffer) => data.push(d));
+    conn.on("data", (d: string | Buffer) => data.push(Buffer.from(d)));
     conn.on("error", reject);
     conn.on("end", () => {
       const all = Buffer.concat(data).toString("latin1");

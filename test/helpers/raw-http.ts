@@ -13,7 +13,7 @@ export function rawCall(socket: string, path: string, body: string | Buffer | nu
   return new Promise((resolve, reject) => {
     const conn = net.connect(socket);
     const data: Buffer[] = [];
-    conn.on("data", (d: Buffer) => data.push(d));
+    conn.on("data", (d: string | Buffer) => data.push(Buffer.from(d)));
     conn.on("error", reject);
     conn.on("end", () => {
       const all = Buffer.concat(data);
