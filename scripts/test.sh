@@ -24,6 +24,8 @@ run() { # name, command...: run one suite, keep its output for the summary
   [ "$rc" = 0 ] || { echo "=== $name FAILED (exit $rc)"; status=1; }
 }
 
+run typecheck node_modules/.bin/tsc --noEmit -p .
+run deno-check node_modules/.bin/deno check src/main.deno.ts
 run unit node_modules/.bin/bun test --timeout 60000
 for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"

@@ -2,7 +2,7 @@
  * `Sys` over `bun:ffi`. Only the symbol table and the errno reader live here; everything the
  * calls mean is in `_common.ts`, shared with the Deno adapter.
  */
-import { dlopen, read } from "bun:ffi";
+import { FFIType, dlopen, read } from "bun:ffi";
 import { libcSys } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
@@ -29,9 +29,9 @@ const SYMBOLS = {
   /** int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags) */
   lsetxattr: { args: ["ptr", "ptr", "ptr", "u64", "i32"], returns: "i32" },
   /** ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size) */
-  lgetxattr: { args: ["ptr", "ptr", "ptr", "u64"], returns: "i64_fast" },
+  lgetxattr: { args: ["ptr", "ptr", "ptr", "u64"], returns: FFIType.i64_fast },
   /** ssize_t llistxattr(const char *path, char *list, size_t size) */
-  llistxattr: { args: ["ptr", "ptr", "u64"], returns: "i64_fast" },
+  llistxattr: { args: ["ptr", "ptr", "u64"], returns: FFIType.i64_fast },
   /** int lremovexattr(const char *path, const char *name) */
   lremovexattr: { args: ["ptr", "ptr"], returns: "i32" },
   // ioctl is variadic; on x86_64 and aarch64 Linux an integer vararg travels exactly like a fixed one.
@@ -48,14 +48,14 @@ const SYMBOLS = {
   /** int close(int fd) */
   close: { args: ["i32"], returns: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */
-  read: { args: ["i32", "ptr", "u64"], returns: "i64_fast" },
+  read: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
   /** int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) */
   renameat2: { args: ["i32", "ptr", "i32", "ptr", "u32"], returns: "i32" },
   // open is variadic; the mode vararg travels like a fixed int on x86_64 and aarch64 Linux.
   /** int open(const char *path, int flags, ...) — called as (const char *, int, mode_t) */
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
   /** ssize_t getdents64(int fd, void *dirp, size_t count) */
-  getdents64: { args: ["i32", "ptr", "u64"], returns: "i64_fast" },
+  getdents64: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
 } as const;
 
 /**
