@@ -38,7 +38,7 @@ describe("fuzzed requests", () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-fuzz-"));
     driver = await initVfs({ home: path.join(root, "home"), options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
     await driver.create("base", "", {});
-    await driver.applyDiff("base", "", new Response(await makeTar([file("etc/keep", "base")])).body!);
+    await driver.applyDiff("base", "", new Response((await makeTar([file("etc/keep", "base")])) as BodyInit).body!);
   });
   afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
