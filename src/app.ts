@@ -30,36 +30,39 @@ function _json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
 }
 
+/** What a call records for its log line. */
+type CallVars = { Variables: { layerId: string; errMessage: string } };
+
 /**
  * The Hono app for a driver source.
  * @example
  * const app = createApp(fixedSource(myDriver));
  * await app.fetch(new Request("http://p/GraphDriver.Exists", { method: "POST", body: '{"ID":"a"}\n' }));
  */
-export function createApp(source: DriverSource, log: Logger = silentLogger): Hono {
-  const app = new Hono();
+export function createApp(source: DriverSource, log: Logger = silentLogger): Hono<CallVars> {
+  const app = new Hono<CallVars>();
 
   // One log line per call; `c.get` carries the layer id the handler saw.
   app.use("*", async (c, next) => {
     const start = performance.now();
     await next();
     const ms = Math.round(performance.now() - start);
-    const fields = { method: c.req.path.slice(1), id: c.get("layerId" as never) ?? "", ms, status: c.res.status };
-    if (c.res.status >= 400) log.warn("call failed", { ...fields, err: c.get("errMessage" as never) });
+    const fields = { method: c.req.path.slice(1), id: c.get("layerId") ?? "", ms, status: c.res.status };
+    if (c.res.status >= 400) log.warn("call failed", { ...fields, err: c.get("errMessage") });
     else log.info("call", fields);
   });
 
   app.onError((err, c) => {
     const { status, body } = toErrResponse(err);
-    c.set("errMessage" as never, body.Err as never);
+    c.set("errMessage", body.Err);
     return _json(body, status);
   });
   app.notFound((c) => _json({ Err: `Unknown plugin method ${c.req.method} ${c.req.path}` }, 404));
 
-  const route = (name: string, handler: (c: Context) => Promise<Response>) => app.post(`/${name}`, handler);
-  const body = async <S extends Parameters<typeof parseRequest>[1]>(c: Context, method: string, schema: S) => {
+  const route = (name: string, handler: (c: Context<CallVars>) => Promise<Response>) => app.post(`/${name}`, handler);
+  const body = async <S extends Parameters<typeof parseRequest>[1]>(c: Context<CallVars>, method: string, schema: S) => {
     const parsed = parseRequest(method, schema, await readJsonBody(method, c.req.raw)) as { ID?: string };
-    if (parsed.ID !== undefined) c.set("layerId" as never, parsed.ID as never);
+    if (parsed.ID !== undefined) c.set("layerId", parsed.ID);
     return parsed as ReturnType<typeof parseRequest<S>>;
   };
 
@@ -117,7 +120,7 @@ export function createApp(source: DriverSource, log: Logger = silentLogger): Hon
   });
   route("GraphDriver.ApplyDiff", async (c) => {
     const query = parseRequest("ApplyDiff", ApplyDiffQuery, { id: c.req.query("id"), parent: c.req.query("parent") ?? "" });
-    c.set("layerId" as never, query.id as never);
+    c.set("layerId", query.id);
     // A dropped call is resent with an empty body: applying "nothing" would report success for a layer never written.
     const tar = await _nonEmpty(c.req.raw.body);
     if (!tar) throw new InvalidRequestError(`Invalid ApplyDiff request for layer "${query.id}": empty body`);

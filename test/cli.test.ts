@@ -3,20 +3,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { rawCall } from "./helpers/raw-http.ts";
+import { STRATA_COMMANDS } from "./helpers/strata-commands.ts";
 
-const BUN = path.resolve("node_modules/.bin/bun");
-const BINARY = path.resolve("dist/strata");
-const variants: Array<[string, string[], string | undefined]> = [
-  ["bun source", [BUN, "src/main.bun.ts"], undefined],
-  ["compiled binary", [BINARY], fs.existsSync(BINARY) ? undefined : "dist/strata is not built (./compile.sh)"],
-];
 
 function run(argv: string[]) {
   const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
   return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
 }
 
-for (const [name, cmd, skip] of variants) {
+for (const { name, argv: cmd, skip, runtime } of STRATA_COMMANDS) {
   describe(`strata CLI (${name})`, () => {
     test.skipIf(!!skip)(`prints usage for --help${skip ? ` (skipped: ${skip})` : ""}`, () => {
       const r = run([...cmd, "--help"]);
@@ -26,7 +21,7 @@ for (const [name, cmd, skip] of variants) {
     test.skipIf(!!skip)("reports version, commit and runtime", () => {
       const r = run([...cmd, "version"]);
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/^strata \d+\.\d+\.\d+ \(commit \S+, runtime bun\)\n$/);
+      expect(r.out).toMatch(new RegExp(`^strata \\d+\\.\\d+\\.\\d+ \\(commit \\S+, runtime ${runtime}\\)\n$`));
     });
     test.skipIf(!!skip)("exits 2 with usage on a bad flag", () => {
       const r = run([...cmd, "serve", "--bogus"]);

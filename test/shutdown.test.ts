@@ -5,15 +5,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { file, makeTar } from "./helpers/layer-tar.ts";
 import { rawCall } from "./helpers/raw-http.ts";
+import { STRATA_COMMANDS } from "./helpers/strata-commands.ts";
 
-const BUN = path.resolve("node_modules/.bin/bun");
-const DENO = path.resolve("node_modules/.bin/deno");
-const BINARY = path.resolve("dist/strata");
-const variants: Array<[string, string[], string | undefined]> = [
-  ["bun source", [BUN, "src/main.bun.ts"], undefined],
-  ["compiled binary", [BINARY], fs.existsSync(BINARY) ? undefined : "dist/strata is not built (./compile.sh)"],
-  ["deno source", [DENO, "run", "-A", "src/main.deno.ts"], fs.existsSync(DENO) ? undefined : "node_modules/.bin/deno is missing (npm ci)"],
-];
 
 const LAYER = "a".repeat(64);
 
@@ -62,7 +55,7 @@ function slowApplyDiff(socket: string, body: Uint8Array) {
 
 const json = (s: string) => JSON.stringify(s === "" ? {} : JSON.parse(s));
 
-for (const [name, cmd, skip] of variants) {
+for (const { name, argv: cmd, skip } of STRATA_COMMANDS) {
   describe(`SIGTERM (${name})`, () => {
     test.skipIf(!!skip)(`lets an in-flight ApplyDiff finish, then exits 0 and removes its socket${skip ? ` (skipped: ${skip})` : ""}`, async () => {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-shutdown-"));

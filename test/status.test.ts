@@ -4,15 +4,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { formatStatus } from "../src/status.ts";
 import { rawCall } from "./helpers/raw-http.ts";
+import { STRATA_COMMANDS } from "./helpers/strata-commands.ts";
 
-const BUN = path.resolve("node_modules/.bin/bun");
-const DENO = path.resolve("node_modules/.bin/deno");
-const BINARY = path.resolve("dist/strata");
-const variants: Array<[string, string[], string | undefined]> = [
-  ["bun source", [BUN, "src/main.bun.ts"], undefined],
-  ["compiled binary", [BINARY], fs.existsSync(BINARY) ? undefined : "dist/strata is not built (./compile.sh)"],
-  ["deno source", [DENO, "run", "-A", "src/main.deno.ts"], fs.existsSync(DENO) ? undefined : "node_modules/.bin/deno is missing (npm ci)"],
-];
 
 async function run(argv: string[]) {
   const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
@@ -28,7 +21,7 @@ describe("formatStatus", () => {
   });
 });
 
-for (const [name, cmd, skip] of variants) {
+for (const { name, argv: cmd, skip } of STRATA_COMMANDS) {
   describe(`strata status (${name})`, () => {
     const why = skip ? ` (skipped: ${skip})` : "";
 

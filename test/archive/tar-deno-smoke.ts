@@ -7,20 +7,8 @@ import { readTar } from "../../src/archive/tar-reader.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
 import { InvalidLayerError } from "../../src/errors.ts";
+import { entry } from "../helpers/layer-tar.ts";
 
-const header = (h: Partial<TarHeader> & { name: string }): TarHeader => ({
-  type: "file",
-  mode: 0o644,
-  uid: 0,
-  gid: 0,
-  size: 0,
-  mtime: { sec: 1_600_000_000, nsec: 0 },
-  linkname: "",
-  devmajor: 0,
-  devminor: 0,
-  xattrs: new Map(),
-  ...h,
-});
 
 async function roundTrip(items: Array<[TarHeader, Uint8Array?]>, chunk = 1000): Promise<Array<[TarHeader, Uint8Array]>> {
   const writer = new TarWriter();
@@ -49,28 +37,28 @@ const longName = `${"d".repeat(150)}/${"é".repeat(100)}`;
 const cases: Array<[string, () => Promise<void>]> = [
   ["file content and mode", async () => {
     const body = Uint8Array.from({ length: 70_000 }, (_, i) => i % 251);
-    const [[h, got]] = await roundTrip([[header({ name: "bin/sh", mode: 0o4755, size: body.byteLength }), body]]) as [[TarHeader, Uint8Array]];
+    const [[h, got]] = await roundTrip([[entry({ name: "bin/sh", mode: 0o4755, size: body.byteLength }), body]]) as [[TarHeader, Uint8Array]];
     assert(h.name === "bin/sh" && h.mode === 0o4755 && same(got, body), "content or mode differ");
   }],
   ["binary xattr values", async () => {
     const xattrs = new Map([["user.bin", allBytes], ["security.capability", new Uint8Array([1, 0, 0, 2])]]);
-    const [[h]] = await roundTrip([[header({ name: "caps", xattrs })]]) as [[TarHeader, Uint8Array]];
+    const [[h]] = await roundTrip([[entry({ name: "caps", xattrs })]]) as [[TarHeader, Uint8Array]];
     assert(same(h.xattrs.get("user.bin")!, allBytes) && h.xattrs.size === 2, "xattr bytes differ");
   }],
   ["long non-ASCII names and link targets", async () => {
-    const [[f], [l]] = await roundTrip([[header({ name: longName })], [header({ name: "l", type: "symlink", linkname: longName })]]);
+    const [[f], [l]] = await roundTrip([[entry({ name: longName })], [entry({ name: "l", type: "symlink", linkname: longName })]]);
     assert(f!.name === longName && l!.linkname === longName, "long name differs");
   }],
   ["nanoseconds, big ids, devices", async () => {
     const [[h], [d]] = await roundTrip([
-      [header({ name: "t", mtime: { sec: 1_600_000_000, nsec: 123_456_789 }, uid: 3_000_000, gid: 70_000 })],
-      [header({ name: "null", type: "char", devmajor: 1, devminor: 3 })],
+      [entry({ name: "t", mtime: { sec: 1_600_000_000, nsec: 123_456_789 }, uid: 3_000_000, gid: 70_000 })],
+      [entry({ name: "null", type: "char", devmajor: 1, devminor: 3 })],
     ]);
     assert(h!.mtime.nsec === 123_456_789 && h!.uid === 3_000_000 && h!.gid === 70_000, "time or ids differ");
     assert(d!.type === "char" && d!.devmajor === 1 && d!.devminor === 3, "device differs");
   }],
   ["directories get a trailing slash", async () => {
-    const [[h]] = await roundTrip([[header({ name: "etc", type: "directory", mode: 0o755 })]]) as [[TarHeader, Uint8Array]];
+    const [[h]] = await roundTrip([[entry({ name: "etc", type: "directory", mode: 0o755 })]]) as [[TarHeader, Uint8Array]];
     assert(h.name === "etc/" && h.type === "directory", `got ${h.name}`);
   }],
   ["corruption is an InvalidLayerError", async () => {

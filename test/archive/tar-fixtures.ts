@@ -3,6 +3,7 @@
  * tarfile and by GNU tar, and a listing of any archive made by python's tarfile, the independent
  * reader our results are compared against.
  */
+import { afterEach } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -93,6 +94,27 @@ export const TOP_LEVEL = ["d", "long", "dev", "modes"];
 /** A fresh temp directory; remove it with `fs.rmSync(dir, { recursive: true, force: true })`. */
 export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "strata-tar-"));
+}
+
+/** Whether GNU tar is on the machine (tests comparing with it skip, saying so, when not). */
+export const hasGnuTar = spawnSync("tar", ["--version"]).stdout?.toString().includes("GNU tar") ?? false;
+/** Whether python3 is on the machine (its tarfile module is the second reference implementation). */
+export const hasPython = spawnSync("python3", ["--version"]).status === 0;
+/** Tests that run python or GNU tar: starting python alone can take half a second on a cold machine. */
+export const SPAWN_TIMEOUT = 30_000;
+
+/** Temp directories removed after each test of the calling file: call at its top level, use the result in tests. */
+export function tempDirsPerTest(): () => string {
+  let dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    dirs = [];
+  });
+  return () => {
+    const d = tempDir();
+    dirs.push(d);
+    return d;
+  };
 }
 
 /** Run a command; its stdout, or an Error carrying its stderr. */

@@ -1,30 +1,15 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readTar } from "../../src/archive/tar-reader.ts";
 import { entry, makeTar, streamOf } from "../helpers/layer-tar.ts";
 import {
-  catalogue, listingOf, materialize, ourList, pattern, pythonList, pythonWrite, readItems, run, tempDir,
-  TOP_LEVEL,
+  catalogue, hasGnuTar, hasPython, listingOf, materialize, ourList, pattern, pythonList, pythonWrite, readItems, run,
+  SPAWN_TIMEOUT, tempDirsPerTest, TOP_LEVEL,
 } from "./tar-fixtures.ts";
 import { paxBlocks, paxRecord, rawHeader } from "./tar-raw.ts";
 
-const hasGnuTar = spawnSync("tar", ["--version"]).stdout?.toString().includes("GNU tar") ?? false;
-const hasPython = spawnSync("python3", ["--version"]).status === 0;
-/** Tests that run python or GNU tar: starting python alone can take half a second on a cold machine. */
-const SPAWN_TIMEOUT = 30_000;
-
-let dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  dirs = [];
-});
-function temp(): string {
-  const d = tempDir();
-  dirs.push(d);
-  return d;
-}
+const temp = tempDirsPerTest();
 
 describe("readTar", () => {
   for (const format of ["pax", "gnu"] as const) {

@@ -1,5 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -8,23 +7,12 @@ import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
 import { InvalidLayerError, StrataError } from "../../src/errors.ts";
 import { bytesOf, entry, makeTar } from "../helpers/layer-tar.ts";
-import { catalogue, isRoot, type Item, listingOf, ourList, pattern, pythonList, readItems, run, tempDir } from "./tar-fixtures.ts";
+import {
+  catalogue, hasGnuTar, hasPython, isRoot, type Item, listingOf, ourList, pattern, pythonList, readItems, run, SPAWN_TIMEOUT,
+  tempDirsPerTest,
+} from "./tar-fixtures.ts";
 
-const hasGnuTar = spawnSync("tar", ["--version"]).stdout?.toString().includes("GNU tar") ?? false;
-const hasPython = spawnSync("python3", ["--version"]).status === 0;
-/** Tests that run python or GNU tar: starting python alone can take half a second on a cold machine. */
-const SPAWN_TIMEOUT = 30_000;
-
-let dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  dirs = [];
-});
-function temp(): string {
-  const d = tempDir();
-  dirs.push(d);
-  return d;
-}
+const temp = tempDirsPerTest();
 
 const pairs = (items: Item[]) => items.map((i) => [i.header, i.content] as [TarHeader, Uint8Array]);
 const expected = (items: Item[]) =>
