@@ -65,7 +65,19 @@ rm -rf dist/plugin.tmp
 mkdir -p dist/plugin.tmp/rootfs
 cp plugin/config.json dist/plugin.tmp/config.json
 ln -f dist/strata dist/plugin.tmp/rootfs/strata
-ldd dist/strata | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | while read -r lib; do
+libs="dist/strata"
+# mkfs.ext4 formats the images of size-limited layers (--storage-opt size); without it the plugin
+# answers that option with a clear error.
+mkfs=$(command -v mkfs.ext4 || true)
+if [ -n "$mkfs" ]; then
+  mkdir -p dist/plugin.tmp/rootfs/usr/sbin
+  cp --dereference "$mkfs" dist/plugin.tmp/rootfs/usr/sbin/mkfs.ext4
+  libs="$libs $mkfs"
+else
+  echo "compile: no mkfs.ext4 on this host: the managed plugin will refuse --storage-opt size"
+fi
+# shellcheck disable=SC2086 # a list of paths without spaces
+ldd $libs | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i }' | sort -u | while read -r lib; do
   cp --dereference --parents "$lib" dist/plugin.tmp/rootfs/
 done
 rm -rf dist/plugin && mv dist/plugin.tmp dist/plugin

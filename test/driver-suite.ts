@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { readTar } from "../src/archive/tar-reader.ts";
 import type { Driver } from "../src/driver.ts";
-import type { Sys } from "../src/sys/types.ts";
+import { MNT, type Sys } from "../src/sys/types.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
 
@@ -61,6 +61,10 @@ export function runDriverSuite(opts: SuiteOptions): void {
     afterEach(async () => {
       if (opts.skip) return;
       await driver.cleanup();
+      // Cleanup keeps what holds layers (a size-limited layer's own filesystem): unmount it to delete the root.
+      const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")
+        .map((l) => (l.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+      for (const mp of mounts.filter((m) => m.startsWith(`${root}/`)).sort((a, b) => b.length - a.length)) sys.umount2(mp, MNT.DETACH);
       fs.rmSync(root, { recursive: true, force: true });
     });
     const it = (name: string, fn: () => Promise<void>, timeout = 30_000) => test.skipIf(!!opts.skip)(name, fn, timeout);

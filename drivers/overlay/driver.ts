@@ -21,9 +21,11 @@ import { Layout, MERGED_DIR } from "./layout.ts";
 import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
 import { Mounts } from "./mounts.ts";
 import { NativeDiff } from "./native-diff.ts";
+import type { MountInfo } from "./mountinfo.ts";
+import { QuotaImages, checkSize, findMkfs, parseSize } from "./quota.ts";
 
 /** The overlay driver's options (`strata.KEY=VALUE`). */
-export const KNOWN_OPTIONS = ["mount_method", "native_diff"] as const;
+export const KNOWN_OPTIONS = ["mount_method", "native_diff", "size"] as const;
 
 const METHOD_NAMES: Record<MountMethod, string> = {
   fsconfig: "new mount API, one lowerdir+ per layer",
@@ -42,14 +44,19 @@ class OverlayDriver implements Driver {
   #locks = new KeyedLock();
   #log: Logger;
   #maps: { uidMaps: IdMap[]; gidMaps: IdMap[] };
+  #quota: QuotaImages;
+  /** `strata.size`: the limit of read-write layers created without a size option; 0 for none. */
+  #defaultSize: number;
 
-  constructor(config: DriverConfig, features: HostFeatures) {
+  constructor(config: DriverConfig, features: HostFeatures, defaultSize: number, quota: QuotaImages) {
     this.sys = config.sys;
     this.features = features;
     this.#log = config.log;
     this.#layout = new Layout(config.home);
     const root = rootPair(config.uidMaps, config.gidMaps);
-    this.#store = new LayerStore(this.#layout, config.sys, config.log, root);
+    this.#quota = quota;
+    this.#defaultSize = defaultSize;
+    this.#store = new LayerStore(this.#layout, config.sys, config.log, root, quota);
     this.#mounts = new Mounts(config.sys, config.log, root);
     this.#maps = { uidMaps: config.uidMaps, gidMaps: config.gidMaps };
     this.#native = new NativeDiff(this.#store, config.sys, config.log, this.#maps);
@@ -62,13 +69,21 @@ class OverlayDriver implements Driver {
    */
   async recover(): Promise<void> {
     const realHome = await fs.realpath(this.#layout.home);
-    const { adopted, unmounted } = await this.#mounts.adopt(this.#layout.home, (mountPoint) => {
+    const { adopted, unmounted, kept } = await this.#mounts.adopt(this.#layout.home, (mountPoint) => {
       const [id, leaf, ...rest] = path.relative(realHome, mountPoint).split(path.sep);
       return rest.length === 0 && leaf === MERGED_DIR && LAYER_ID_PATTERN.test(id) ? id : null;
-    });
+    }, (m) => this.#imageMountId(realHome, m) !== null);
     if (adopted.length) this.#log.info("adopted layer mounts", { count: adopted.length });
     if (unmounted.length) this.#log.info("unmounted stale mounts", { count: unmounted.length });
+    await this.#store.recoverImages(new Set(kept.map((m) => this.#imageMountId(realHome, m)!)));
     await this.#store.recover();
+  }
+
+  /** The layer whose own filesystem (a size-limited layer's image) `m` is, or null for any other mount. */
+  #imageMountId(realHome: string, m: MountInfo): string | null {
+    if (!m.source.startsWith("/dev/loop") || path.dirname(m.mountPoint) !== realHome) return null;
+    const id = path.basename(m.mountPoint);
+    return LAYER_ID_PATTERN.test(id) ? id : null;
   }
 
   /** The naive diff works through get/put alone: it gets a view of this driver without the diff methods. */
@@ -101,6 +116,9 @@ class OverlayDriver implements Driver {
       ["Native Overlay Diff", String(f.nativeDiff)],
       ["userxattr", String(f.userxattr)],
       ["Mount method", `${METHOD_NAMES[f.method]} (up to ${maxLowers(f.method) + 1} layers)`],
+      ["Size limits", this.#quota.unavailableReason === null
+        ? `ext4 images on loop devices${this.#defaultSize ? ` (default ${this.#defaultSize} bytes)` : ""}`
+        : `unavailable: ${this.#quota.unavailableReason}`],
       ["Layers", String((await this.#store.ids()).length)],
       ["Active mounts", String(this.#mounts.active)],
     ];
@@ -123,23 +141,36 @@ class OverlayDriver implements Driver {
     for (const id of this.#mounts.ids()) {
       await this.#locks.run(id, () => this.#mounts.drop(id, this.#layout.merged(id)));
     }
-    await this.#mounts.clearStale(this.#layout.home);
+    // Layer filesystems stay: they hold the layers themselves, and the next Init needs them.
+    const realHome = await fs.realpath(this.#layout.home);
+    await this.#mounts.clearStale(this.#layout.home, (m) => this.#imageMountId(realHome, m) !== null);
   }
 
   create(id: string, parent: string, opts: CreateOpts): Promise<void> {
-    return this.#create(id, parent, opts);
+    return this.#create(id, parent, opts, false);
   }
 
   createReadWrite(id: string, parent: string, opts: CreateOpts): Promise<void> {
-    return this.#create(id, parent, opts);
+    return this.#create(id, parent, opts, true);
   }
 
-  async #create(id: string, parent: string, opts: CreateOpts): Promise<void> {
-    const unknown = Object.keys(opts.storageOpt ?? {})[0];
-    if (unknown === "size") throw new InvalidRequestError(`Cannot create layer "${id}": the overlay driver does not support the size option`);
-    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": unknown storage option "${unknown}"`);
+  async #create(id: string, parent: string, opts: CreateOpts, readWrite: boolean): Promise<void> {
+    const storageOpt = opts.storageOpt ?? {};
+    const unknown = Object.keys(storageOpt).find((k) => k !== "size");
+    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": unknown storage option "${unknown}" (known: size)`);
     this.#layout.layer(id);
-    await this.#locks.runAll(parent ? [id, parent] : [id], () => this.#store.create(id, parent, maxLowers(this.features.method)));
+    let size = 0;
+    if (storageOpt.size !== undefined) {
+      // overlay2 answers the same: image layers hold what ApplyDiff wrote and are never written again.
+      if (!readWrite) throw new InvalidRequestError(`Cannot create layer "${id}": the size option is only supported for read-write layers`);
+      size = checkSize(id, parseSize(storageOpt.size));
+    } else if (readWrite) {
+      size = this.#defaultSize;
+    }
+    if (size > 0 && this.#quota.unavailableReason !== null) {
+      throw new InvalidRequestError(`Cannot create layer "${id}" with a size limit: ${this.#quota.unavailableReason}`);
+    }
+    await this.#locks.runAll(parent ? [id, parent] : [id], () => this.#store.create(id, parent, maxLowers(this.features.method), size));
   }
 
   async remove(id: string): Promise<void> {
@@ -233,7 +264,7 @@ class OverlayDriver implements Driver {
 }
 
 /** Parse the driver's options. */
-function _options(options: Record<string, string>): { method: MountMethod | "auto"; nativeDiff: boolean } {
+function _options(options: Record<string, string>): { method: MountMethod | "auto"; nativeDiff: boolean; size: number } {
   rejectUnknownOptions("overlay", options, KNOWN_OPTIONS);
   const method = options.mount_method ?? "auto";
   if (!["auto", "fsconfig", "mount"].includes(method)) {
@@ -243,7 +274,15 @@ function _options(options: Record<string, string>): { method: MountMethod | "aut
   if (!["auto", "true", "false"].includes(native)) {
     throw new InvalidRequestError(`Invalid option strata.native_diff=${native} (auto or false)`);
   }
-  return { method: method as MountMethod | "auto", nativeDiff: native !== "false" };
+  let size = 0;
+  if (options.size !== undefined) {
+    try {
+      size = checkSize("(default)", parseSize(options.size));
+    } catch (err) {
+      throw new InvalidRequestError(`Invalid option strata.size=${options.size}: ${(err as Error).message}`);
+    }
+  }
+  return { method: method as MountMethod | "auto", nativeDiff: native !== "false", size };
 }
 
 /** Build the overlay driver on `config.home`, or throw ErrNotSupported / ErrIncompatibleFS. */
@@ -253,6 +292,7 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   await fs.mkdir(config.home, { recursive: true, mode: 0o710 });
   await fs.mkdir(layout.linkDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(layout.tmpDir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(layout.quotaDir, { recursive: true, mode: 0o700 });
   const probe = await fs.mkdtemp(path.join(layout.tmpDir, TMP_PREFIX.check));
   let features: HostFeatures;
   try {
@@ -261,7 +301,11 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
     await fs.rm(probe, { recursive: true, force: true });
   }
   if (!features.nativeDiff) config.log.warn("not using native diff for overlay", { reason: features.naiveReason });
-  const driver = new OverlayDriver(config, features);
+  const quota = new QuotaImages(config.sys, config.log, findMkfs());
+  if (want.size > 0 && quota.unavailableReason !== null) {
+    throw new InvalidRequestError(`Invalid option strata.size=${config.options.size}: ${quota.unavailableReason}`);
+  }
+  const driver = new OverlayDriver(config, features, want.size, quota);
   await driver.recover();
   return driver;
 }

@@ -9,6 +9,8 @@ import type { IdMap } from "../../src/driver.ts";
 import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/errors.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
+import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
+import { pathExists, type QuotaImages } from "./quota.ts";
 import {
   DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, WORK_DIR, childLowers, formatLower,
   idOfLinkTarget, isLinkId, linkTarget, newLinkId, parseLower,
@@ -29,13 +31,15 @@ export class LayerStore {
   #sys: Sys;
   #log: Logger;
   #root: { uid: number; gid: number };
+  #quota: QuotaImages;
   #seq = 0;
 
-  constructor(layout: Layout, sys: Sys, log: Logger, root: { uid: number; gid: number }) {
+  constructor(layout: Layout, sys: Sys, log: Logger, root: { uid: number; gid: number }, quota: QuotaImages) {
     this.layout = layout;
     this.#sys = sys;
     this.#log = log;
     this.#root = root;
+    this.#quota = quota;
   }
 
   /** A fresh path under `.tmp/`. */
@@ -43,10 +47,10 @@ export class LayerStore {
     return path.join(this.layout.tmpDir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
   }
 
-  /** Whether the layer exists. */
+  /** Whether the layer exists: its `link` file does (a size-limited layer's dir is empty until mounted). */
   async exists(id: string): Promise<boolean> {
     try {
-      return (await fs.lstat(this.layout.layer(id))).isDirectory();
+      return (await fs.lstat(this.layout.linkFile(id))).isFile();
     } catch (err) {
       if (hasCode(err, "ENOENT")) return false;
       throw err;
@@ -102,8 +106,9 @@ export class LayerStore {
   /**
    * Build the layer in a temp dir and rename it into place. A child's upper dir starts with its
    * parent's root attributes, so the mounted root looks exactly like the parent's until changed.
+   * With `sizeBytes` the layer gets its own filesystem image of that size (see `quota.ts`).
    */
-  async create(id: string, parent: string, maxLowers: number): Promise<void> {
+  async create(id: string, parent: string, maxLowers: number, sizeBytes = 0): Promise<void> {
     const dir = this.layout.layer(id);
     if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
     let lowers: string[] = [];
@@ -115,39 +120,76 @@ export class LayerStore {
       }
     }
     const staging = this.tmp(TMP_PREFIX.create, id);
+    const image = sizeBytes > 0 ? `${staging}.img` : null;
     let link: string | undefined;
+    let stagingMounted = false;
+    let placedImage = false;
     try {
       await fs.mkdir(staging, { mode: 0o710 });
+      if (image !== null) {
+        await this.#quota.format(image, sizeBytes);
+        this.#quota.mount(image, staging);
+        stagingMounted = true;
+        await fs.chmod(staging, 0o710);
+      }
       await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
-      const diff = path.join(staging, DIFF_DIR);
-      await fs.mkdir(diff, { mode: 0o755 });
-      if (parent) {
-        await this.copyRootAttrs(this.layout.diff(parent), diff);
-        await fs.mkdir(path.join(staging, WORK_DIR), { mode: 0o700 });
-        await fs.chown(path.join(staging, WORK_DIR), this.#root.uid, this.#root.gid);
-        await fs.writeFile(path.join(staging, LOWER_FILE), formatLower(lowers), { mode: 0o644 });
+      link = await this.#populate(staging, id, parent, lowers);
+      if (image === null) {
+        await fs.rename(staging, dir);
       } else {
-        await fs.chown(diff, this.#root.uid, this.#root.gid);
-      }
-      let linkId = newLinkId();
-      for (;;) {
-        try {
-          await fs.symlink(linkTarget(id), this.layout.link(linkId));
-          link = this.layout.link(linkId);
-          break;
-        } catch (err) {
+        // A mount point cannot be renamed: the finished filesystem is unmounted and mounted again on
+        // the layer's own directory. The layer exists once that mount shows its link file; a crash
+        // before that leaves an image that the next start mounts (it is complete) or deletes.
+        this.#quota.unmount(staging);
+        stagingMounted = false;
+        const placed = this.layout.quotaImage(id);
+        await fs.rename(image, placed);
+        placedImage = true;
+        await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
           if (!hasCode(err, "EEXIST")) throw err;
-          linkId = newLinkId();
-        }
+        });
+        this.#quota.mount(placed, dir);
+        await fs.rmdir(staging).catch((e) => this.#log.warn("create left a temp dir", { id, err: String(e) }));
       }
-      await fs.writeFile(path.join(staging, LINK_FILE), linkId, { mode: 0o644 });
-      await fs.rename(staging, dir);
     } catch (err) {
+      if (stagingMounted) this.#quota.unmount(staging);
       await fs.rm(staging, { recursive: true, force: true });
+      if (image !== null) await fs.rm(image, { force: true });
+      if (placedImage) {
+        await fs.rmdir(dir).catch(() => {});
+        await fs.rm(this.layout.quotaImage(id), { force: true });
+      }
       if (link) await fs.unlink(link).catch(() => {});
       throw err;
     }
     if (parent) await fs.writeFile(this.layout.committedFile(parent), "", { mode: 0o600 });
+  }
+
+  /** Fill a new layer's directory: diff (and work and lower with a parent), a fresh link. Returns the link's path. */
+  async #populate(staging: string, id: string, parent: string, lowers: string[]): Promise<string> {
+    const diff = path.join(staging, DIFF_DIR);
+    await fs.mkdir(diff, { mode: 0o755 });
+    if (parent) {
+      await this.copyRootAttrs(this.layout.diff(parent), diff);
+      await fs.mkdir(path.join(staging, WORK_DIR), { mode: 0o700 });
+      await fs.chown(path.join(staging, WORK_DIR), this.#root.uid, this.#root.gid);
+      await fs.writeFile(path.join(staging, LOWER_FILE), formatLower(lowers), { mode: 0o644 });
+    } else {
+      await fs.chown(diff, this.#root.uid, this.#root.gid);
+    }
+    let linkId = newLinkId();
+    for (;;) {
+      try {
+        await fs.symlink(linkTarget(id), this.layout.link(linkId));
+        break;
+      } catch (err) {
+        if (!hasCode(err, "EEXIST")) throw err;
+        linkId = newLinkId();
+      }
+    }
+    // Written last: a layer whose link file exists is complete.
+    await fs.writeFile(path.join(staging, LINK_FILE), linkId, { mode: 0o644 });
+    return this.layout.link(linkId);
   }
 
   /** Give `to` the mode, owner, times and (non-overlay) xattrs of directory `from`. */
@@ -168,6 +210,17 @@ export class LayerStore {
     const dir = this.layout.layer(id);
     const linkId = await this.linkId(id).catch(() => null);
     const doomed = this.tmp(TMP_PREFIX.remove, id);
+    const image = this.layout.quotaImage(id);
+    if (await pathExists(image)) {
+      // The layer's files are its image's: unmounted, the layer is gone (no link file shows). A crash
+      // before the image leaves `.quota/` brings the layer back whole at the next start.
+      this.#quota.unmount(dir);
+      await fs.rename(image, `${doomed}.img`);
+      await fs.rmdir(dir).catch((e) => this.#log.warn("remove left a directory", { id, err: String(e) }));
+      if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
+      await fs.rm(`${doomed}.img`, { force: true }).catch((e) => this.#log.warn("remove left an image", { id, err: String(e) }));
+      return;
+    }
     try {
       await fs.rename(dir, doomed);
     } catch (err) {
@@ -183,6 +236,40 @@ export class LayerStore {
   async ids(): Promise<string[]> {
     const entries = await fs.readdir(this.layout.home, { withFileTypes: true });
     return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && !e.name.startsWith(".")).map((e) => e.name);
+  }
+
+  /**
+   * Bring size-limited layers back after a reboot or crash: mount every image in `.quota/` whose
+   * layer is not mounted (`mounted` holds the IDs that are), recreating the layer's directory if a
+   * crash came before it was made (the image is complete by then), and remove directories that
+   * hold no layer (an empty mount point a cut-short remove left).
+   */
+  async recoverImages(mounted: ReadonlySet<string>): Promise<void> {
+    const names = await fs.readdir(this.layout.quotaDir).catch((err) => {
+      if (hasCode(err, "ENOENT")) return [] as string[];
+      throw err;
+    });
+    for (const name of names) {
+      const id = name.endsWith(".img") ? name.slice(0, -".img".length) : "";
+      if (!LAYER_ID_PATTERN.test(id) || mounted.has(id)) continue;
+      const dir = this.layout.layer(id);
+      try {
+        await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
+          if (!hasCode(err, "EEXIST")) throw err;
+        });
+        this.#quota.mount(this.layout.quotaImage(id), dir);
+        this.#log.info("mounted a layer image", { id });
+      } catch (err) {
+        this.#log.error("cannot mount a layer image", { id, err: String(err) });
+      }
+    }
+    for (const id of await this.ids()) {
+      if (await this.exists(id)) continue;
+      await fs.rmdir(this.layout.layer(id)).then(
+        () => this.#log.info("removed an empty layer directory", { id }),
+        (e) => this.#log.warn("a directory under Home is not a layer", { id, err: String(e) }),
+      );
+    }
   }
 
   /**

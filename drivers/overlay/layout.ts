@@ -12,7 +12,10 @@
  * Home/<id>/lower          ".l/A:.l/B:…", the parent's link first (layers with a parent)
  * Home/<id>/committed      present once a child was created on the layer
  * Home/.tmp/               layers being built or deleted; emptied at start
+ * Home/.quota/<id>.img     a size-limited layer's filesystem image, mounted on Home/<id>/
  * ```
+ * A layer exists once its `link` file does: a size-limited layer's files all live in its image,
+ * so its directory is an empty mount point until the image is mounted there.
  * Pure path arithmetic and file formats; nothing here touches the disk.
  */
 import * as path from "node:path";
@@ -35,6 +38,8 @@ export const LOWER_FILE = "lower";
 export const COMMITTED_FILE = "committed";
 /** Temp dirs. Starts with "." so no layer ID (they start with a letter or digit) can collide. */
 export const TMP_DIR = ".tmp";
+/** Filesystem images of size-limited layers. */
+export const QUOTA_DIR = ".quota";
 /** overlay2's link name length: (26 + len(".l/") + 1) × 128 lowers, plus a 64-character ID's upper and work, fit a page. */
 export const LINK_ID_LENGTH = 26;
 
@@ -90,6 +95,15 @@ export class Layout {
   /** The temp dir. */
   get tmpDir(): string {
     return path.join(this.home, TMP_DIR);
+  }
+  /** The images' directory. */
+  get quotaDir(): string {
+    return path.join(this.home, QUOTA_DIR);
+  }
+  /** A size-limited layer's filesystem image. */
+  quotaImage(id: string): string {
+    assertLayerId(id);
+    return path.join(this.home, QUOTA_DIR, `${id}.img`);
   }
   /** A lower-file entry (".l/ABC…") as an absolute path (still a symlink to the diff dir). */
   absolute(entry: string): string {

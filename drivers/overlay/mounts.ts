@@ -11,7 +11,7 @@ import type { Logger } from "../../src/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import type { MountSpec } from "./mount-spec.ts";
 import { mountSpec, unmount } from "./mounter.ts";
-import { mountsUnder, readMountInfo } from "./mountinfo.ts";
+import { type MountInfo, mountsUnder, readMountInfo } from "./mountinfo.ts";
 
 /** Mount counts per layer ID. Callers hold the ID's lock around `acquire`/`release`/`drop`. */
 export class Mounts {
@@ -87,15 +87,25 @@ export class Mounts {
   /**
    * Take over what a previous process left mounted under `home`: a single mount on a layer's own
    * mount point (`mountPointOf(id)`, for an ID `isLayer` accepts) counts as one reference; anything
-   * else is unmounted. Returns the adopted IDs and the unmounted mount points.
+   * else is unmounted, except what `keep` accepts (layer filesystems, which hold data rather than
+   * views of it). Returns the adopted IDs, the unmounted mount points and the kept mounts.
    */
-  async adopt(home: string, layerOf: (mountPoint: string) => string | null): Promise<{ adopted: string[]; unmounted: string[] }> {
+  async adopt(
+    home: string,
+    layerOf: (mountPoint: string) => string | null,
+    keep: (m: MountInfo) => boolean = () => false,
+  ): Promise<{ adopted: string[]; unmounted: string[]; kept: MountInfo[] }> {
     this.#refs.clear();
     const real = await fs.realpath(home);
     const adopted: string[] = [];
     const unmounted: string[] = [];
+    const kept: MountInfo[] = [];
     // Deepest and newest first: of two mounts stacked on one point, the top one is seen first.
     for (const m of mountsUnder(await readMountInfo(), real)) {
+      if (keep(m)) {
+        kept.push(m);
+        continue;
+      }
       const id = layerOf(m.mountPoint);
       if (id !== null && m.fsType === "overlay" && !this.#refs.has(id)) {
         this.#refs.set(id, 1);
@@ -108,18 +118,19 @@ export class Mounts {
         this.#log.warn("cannot unmount a stale mount", { path: m.mountPoint, err: String(err) });
       }
     }
-    return { adopted, unmounted };
+    return { adopted, unmounted, kept };
   }
 
   /**
-   * Unmount everything mounted under `home` (deepest first, detaching what is busy) and forget all
-   * counts. Returns the mount points it unmounted.
+   * Unmount everything mounted under `home` but what `keep` accepts (deepest first, detaching what
+   * is busy) and forget all counts. Returns the mount points it unmounted.
    */
-  async clearStale(home: string): Promise<string[]> {
+  async clearStale(home: string, keep: (m: MountInfo) => boolean = () => false): Promise<string[]> {
     this.#refs.clear();
     const real = await fs.realpath(home);
     const done: string[] = [];
     for (const m of mountsUnder(await readMountInfo(), real)) {
+      if (keep(m)) continue;
       try {
         if (unmount(this.#sys, m.mountPoint) !== "not-mounted") done.push(m.mountPoint);
       } catch (err) {

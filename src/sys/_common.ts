@@ -4,6 +4,7 @@
  * `libcSys`, so the two adapters cannot drift apart in behaviour.
  */
 import { ErrnoError } from "../errors.ts";
+import { attachLoop } from "./_loop.ts";
 import type { Dirent, Stat, StatFs, Sys, Timespec } from "./types.ts";
 
 /** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
@@ -162,8 +163,11 @@ export function check(ret: Ret, errno: () => number, syscall: string, path?: str
   return Number(ret);
 }
 
-/** The `Sys` every runtime shares, built over that runtime's raw libc symbols and errno reader. */
-export function libcSys(runtime: string, libc: Libc, errno: () => number): Sys {
+/**
+ * The `Sys` every runtime shares, built over that runtime's raw libc symbols and errno reader;
+ * `addressOf` turns a buffer into the integer a pointer-carrying ioctl argument needs.
+ */
+export function libcSys(runtime: string, libc: Libc, errno: () => number, addressOf: (buf: Uint8Array) => number | bigint): Sys {
   /** Run one sized xattr call twice: once to learn the size, then to fill a buffer. */
   const sized = (syscall: string, path: string, call: (buf: Buf, size: number) => Ret): Uint8Array | number => {
     for (;;) {
@@ -279,6 +283,9 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number): Sys {
     rename2(from, to, flags) {
       const ret = libc.renameat2(AT_FDCWD, cstr(from, "renameat2"), AT_FDCWD, cstr(to, "renameat2"), flags);
       check(ret, errno, "renameat2", from);
+    },
+    loopAttach(file) {
+      return attachLoop(libc, errno, cstr, addressOf, file);
     },
     readdirTypes(path) {
       const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC, 0), errno, "open", path);

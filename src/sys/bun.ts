@@ -2,7 +2,7 @@
  * `Sys` over `bun:ffi`. Only the symbol table and the errno reader live here; everything the
  * calls mean is in `_common.ts`, shared with the Deno adapter.
  */
-import { FFIType, dlopen, read } from "bun:ffi";
+import { FFIType, dlopen, ptr, read } from "bun:ffi";
 import { libcSys } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
@@ -69,5 +69,5 @@ export function createSys(): Sys {
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0));
+  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf));
 }

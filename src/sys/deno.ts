@@ -67,5 +67,10 @@ export function createSys(): Sys {
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys("deno", libc, () => new Deno.UnsafePointerView(__errno_location()!).getInt32());
+  return libcSys(
+    "deno",
+    libc,
+    () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
+    (buf) => Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)),
+  );
 }

@@ -74,6 +74,13 @@ export interface Dirent {
   ino: bigint;
 }
 
+/** A loop device bound to a file; `fd` holds it until the caller mounts it and closes the fd. */
+export interface LoopDevice {
+  /** `/dev/loopN`. */
+  device: string;
+  fd: number;
+}
+
 /** The libc surface strata uses. */
 export interface Sys {
   /** Which runtime's FFI backs this instance ("bun" or "deno"). */
@@ -113,6 +120,11 @@ export interface Sys {
   close(fd: number): void;
   /** renameat2(AT_FDCWD, from, AT_FDCWD, to, flags), flags from `RENAME` (EXCHANGE swaps two paths atomically). */
   rename2(from: string, to: string, flags: number): void;
+  /**
+   * Bind `file` to a free loop device with LO_FLAGS_AUTOCLEAR (LOOP_CONFIGURE, Linux 5.8): the device
+   * detaches itself once the returned fd is closed and no mount uses it.
+   */
+  loopAttach(file: string): LoopDevice;
   /** The entries of a directory with their `d_type`, straight from getdents64, unsorted, without "." and "..". */
   readdirTypes(path: string): Dirent[];
 }

@@ -119,6 +119,19 @@ export function runScenario(opts: ScenarioOptions): void {
       printed(await runIn(IMG, "echo hello-strata > /data.txt && cat /data.txt && head -1 /etc/passwd"), "hello-strata\nroot:x:0:0:root:/root:/bin/sh", logs);
     });
 
+    const strataDriver = "plugin" in opts.storage ? opts.storage.plugin.driver : "managed" in opts.storage ? opts.storage.managed.driver : undefined;
+    step("limits a container's size with --storage-opt size (ENOSPC past it), or refuses the option", async () => {
+      const res = await docker("run", "--rm", "--network", "none", "--storage-opt", "size=32M", IMG, "sh", "-c",
+        "dd if=/dev/zero of=/fill bs=1M count=64 2>&1; echo dd-exit=$?; rm -f /fill; dd if=/dev/zero of=/small bs=1M count=4 2>/dev/null && echo small-ok");
+      if (strataDriver === "overlay") {
+        const out = succeeded(res, logs);
+        check(/No space left on device/.test(out) && /dd-exit=1/.test(out) && /small-ok/.test(out),
+          "a 64 MiB write in a 32 MiB container should fail with ENOSPC, and a write after freeing room succeed", out, logs);
+      } else {
+        check(res.code !== 0 && /does not support the size option/.test(res.stderr), "vfs should refuse --storage-opt size", res.stderr, logs);
+      }
+    }, 120_000, false, strataDriver === undefined ? "built-in drivers answer --storage-opt size by their own rules" : undefined);
+
     step("lists a container's changes with docker diff", async () => {
       succeeded(await docker("run", "--name", "c-diff", "--network", "none", IMG, "sh", "-c",
         "echo new > /newfile && rm /bin/cat && mkdir /d && echo f > /d/f"), logs);
