@@ -156,6 +156,19 @@ try {
       sys.close(fsfd);
     }
   });
+  check("loopAttach binds a file with autoclear (LOOP_CONFIGURE through a pointer argument)", () => {
+    const image = path.join(root, "disk.img");
+    fs.writeFileSync(image, "");
+    fs.truncateSync(image, 1024 * 1024);
+    const loop = sys.loopAttach(image);
+    try {
+      const backing = fs.readFileSync(`/sys/block/${path.basename(loop.device)}/loop/backing_file`, "utf8").trim();
+      const flags = fs.readFileSync(`/sys/block/${path.basename(loop.device)}/loop/autoclear`, "utf8").trim();
+      return backing === image && flags === "1";
+    } finally {
+      sys.close(loop.fd);
+    }
+  });
 
   sys.umount2(mnt, 0);
   mounted = false;

@@ -6,6 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ErrnoError } from "../src/errors.ts";
 import { makedev } from "../src/sys/_common.ts";
+import { encodeLoopConfig } from "../src/sys/_loop.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { backingFs, fsName } from "../src/sys/fs-magic.ts";
 import { DT, MNT, MOUNT_ATTR, MS, RENAME } from "../src/sys/types.ts";
@@ -270,6 +271,48 @@ describe("fsName", () => {
     expect(fsName(BTRFS_MAGIC)).toBe("btrfs");
     expect(fsName(BTRFS_MAGIC | 0)).toBe("btrfs");
     expect(fsName(0xdeadbeef)).toBe("<unknown>");
+  });
+});
+
+describe("loopAttach", () => {
+  /** The backing file of /dev/loopN as sysfs reports it, or null once detached. */
+  const backingOf = (device: string) => {
+    const file = path.join("/sys/block", path.basename(device), "loop", "backing_file");
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : null;
+  };
+
+  test("lays out struct loop_config as <linux/loop.h> does: fd, autoclear flag, file name", () => {
+    const buf = encodeLoopConfig(7, "/h/.quota/abc.img");
+    const view = new DataView(buf.buffer);
+    expect(buf.byteLength).toBe(304);
+    expect(view.getUint32(0, true)).toBe(7);
+    expect(view.getUint32(60, true)).toBe(4);
+    expect(new TextDecoder().decode(buf.subarray(64, 64 + 17))).toBe("/h/.quota/abc.img");
+    expect(encodeLoopConfig(1, "x".repeat(100)).subarray(64, 128).indexOf(0)).toBe(63);
+  });
+
+  test.skipIf(!isRoot || !fs.existsSync("/dev/loop-control"))("binds a file with autoclear: the device detaches once unmounted and closed", async () => {
+    const image = path.join(root, "disk.img");
+    fs.writeFileSync(image, "");
+    fs.truncateSync(image, 16 * 1024 * 1024);
+    expect(spawnSync("mkfs.ext4", ["-q", "-F", image]).status).toBe(0);
+    const loop = sys.loopAttach(image);
+    expect(loop.device).toMatch(/^\/dev\/loop\d+$/);
+    expect(backingOf(loop.device)).toBe(image);
+    const dir = path.join(root, "mnt");
+    fs.mkdirSync(dir);
+    sys.mount(loop.device, dir, "ext4", 0, "");
+    sys.close(loop.fd);
+    expect(fs.readdirSync(dir)).toEqual(["lost+found"]);
+    expect(backingOf(loop.device)).toBe(image);
+    sys.umount2(dir, 0);
+    for (let i = 0; i < 50 && backingOf(loop.device) === image; i++) await Bun.sleep(20);
+    expect(backingOf(loop.device)).not.toBe(image);
+  });
+
+  test("names the file it cannot open", () => {
+    const err = thrown(() => sys.loopAttach(path.join(root, "missing.img")));
+    expect(["ENOENT", "EACCES"]).toContain(err.code);
   });
 });
 
