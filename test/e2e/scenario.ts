@@ -14,6 +14,7 @@ import {
   printed,
   succeeded,
   tarMembers,
+  waitFor,
   type StorageChoice,
 } from "./harness.ts";
 import { layerDirs, mountLayerIds, writeBuildContext } from "./scenario-helpers.ts";
@@ -212,7 +213,10 @@ export function runScenario(opts: ScenarioOptions): void {
       printed(await docker("ps", "-aq", "--filter", "label=e2e=parallel"), "", logs);
     }, 300_000);
 
-    step("keeps images and containers across a dockerd restart", async () => {
+    step("keeps images and containers across a dockerd restart, and restarts a running container on its layer", async () => {
+      succeeded(await docker("run", "-d", "--name", "c-restart", "--restart", "always", "--network", "none", IMG, "sh", "-c",
+        // As PID 1 the shell ignores SIGTERM unless it traps it: without the trap the daemon waits 10 s on shutdown.
+        "echo before >> /runs; trap 'exit 0' TERM; sleep 600 & wait"), logs);
       const exit = await env.dockerd.restart();
       check(!exit.killed && exit.code === 0, `dockerd did not stop cleanly on SIGTERM: ${JSON.stringify(exit)}`, "", logs);
       const images = succeeded(await docker("images", "--format", "{{.Repository}}:{{.Tag}}"), logs).trim().split("\n").sort();
@@ -220,6 +224,12 @@ export function runScenario(opts: ScenarioOptions): void {
       check(JSON.stringify(images) === JSON.stringify(want), `docker images after the restart: wanted ${want.join(", ")}`, images.join("\n"), logs);
       printed(await runIn(COMMITTED, "cat /newfile"), "new", logs);
       mentions(await docker("diff", "c-diff"), ["A /newfile", "D /bin/cat"], logs);
+      // The daemon stopped the container on shutdown and starts it again on the same layer.
+      await waitFor(async () => (await docker("inspect", "--format", "{{.State.Running}}", "c-restart")).stdout.trim() === "true", {
+        timeoutMs: 30_000, message: "c-restart (--restart always) did not run again after the dockerd restart", context: logs,
+      });
+      printed(await docker("exec", "c-restart", "sh", "-c", "cat /runs; echo after > /after; cat /after"), "before\nbefore\nafter", logs);
+      succeeded(await docker("rm", "-f", "c-restart"), logs);
     }, 180_000);
 
     step(
@@ -230,6 +240,8 @@ export function runScenario(opts: ScenarioOptions): void {
         await env.crashPlugin();
         // The daemon never re-sends Init: this only works if the plugin restored its own state.
         printed(await runIn(COMMITTED, "cat /newfile"), "new", logs);
+        // The container kept running on its mount through the crash, and still writes to its layer.
+        printed(await docker("exec", "c-long", "sh", "-c", "echo alive > /alive && cat /alive"), "alive", logs);
         mentions(await docker("diff", "c-diff"), ["A /newfile", "D /bin/cat"], logs);
         succeeded(await docker("stop", "-t", "1", "c-long"), logs);
         succeeded(await docker("rm", "c-long"), logs);
