@@ -9,6 +9,8 @@ import { changesDirs } from "./archive/changes.ts";
 import { exportChanges } from "./archive/export.ts";
 import { changesSize } from "./archive/size.ts";
 import type { Change, DiffDriver, Driver, IdMap, ProtoDriver } from "./driver.ts";
+import { NotFoundError } from "./errors.ts";
+import { assertLayerId } from "./layer-id.ts";
 import type { Sys } from "./sys/types.ts";
 
 /** What `withNaiveDiff` needs: a ProtoDriver, any diff methods it has natively, and libc. */
@@ -165,8 +167,14 @@ class _NaiveDiff {
     }
   }
 
+  /** The parent to compare against, checked before the layer is mounted: a bad parent must not leave a mount's traces. */
   async #parentId(id: string, parent: string): Promise<string> {
-    if (parent !== "" || !this.#proto.parentOf) return parent;
+    if (parent !== "") {
+      assertLayerId(parent, "parent layer ID");
+      if (!(await this.#proto.exists(parent))) throw new NotFoundError(`Cannot compare layer "${id}" with "${parent}": the parent does not exist`);
+      return parent;
+    }
+    if (!this.#proto.parentOf) return parent;
     return await this.#proto.parentOf(id);
   }
 }
