@@ -8,7 +8,8 @@ import { registeredDrivers } from "./driver.ts";
 import { LOG_LEVELS, createLogger, type LogLevel } from "./log.ts";
 import { Plugin } from "./plugin.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "./serve/socket.ts";
-import type { ListenUnix } from "./serve/types.ts";
+import { parseListenAddress } from "./serve/address.ts";
+import type { ListenTcp, ListenUnix, Listener } from "./serve/types.ts";
 import { formatStatus, queryStatus } from "./status.ts";
 import type { Sys } from "./sys/types.ts";
 import { versionText } from "./version.ts";
@@ -18,6 +19,7 @@ export interface Runtime {
   name: "bun" | "deno";
   createSys(): Sys;
   listenUnix: ListenUnix;
+  listenTcp: ListenTcp;
 }
 
 /** Defaults of `strata serve`. */
@@ -40,7 +42,7 @@ Usage:
 
 serve options:
   --driver      storage driver when Init names none (strata.driver=NAME in --storage-opt wins); default ${DEFAULTS.driver}
-  --socket      unix socket to listen on; default ${DEFAULTS.socket}
+  --socket      unix socket to listen on, or tcp://HOST:PORT on a loopback HOST only; default ${DEFAULTS.socket}
   --state-dir   where Init's arguments are kept across restarts; default ${DEFAULTS.stateDir}
   --log-level   default ${DEFAULTS.logLevel}
 
@@ -86,10 +88,24 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
   if (values.driver !== "auto" && !registeredDrivers().includes(values.driver)) {
     return _bad(`--driver must be auto or one of ${registeredDrivers().join(", ")}`);
   }
-  return await serve({ driver: values.driver, socket: values.socket, stateDir: values["state-dir"], level }, runtime);
+  let address;
+  try {
+    address = parseListenAddress(values.socket);
+  } catch (err) {
+    return _bad((err as Error).message);
+  }
+  return await serve({ driver: values.driver, socket: values.socket, address, stateDir: values["state-dir"], level }, runtime);
 }
 
-async function serve(opts: { driver: string; socket: string; stateDir: string; level: LogLevel }, runtime: Runtime): Promise<number> {
+interface ServeCommand {
+  driver: string;
+  socket: string;
+  address: ReturnType<typeof parseListenAddress>;
+  stateDir: string;
+  level: LogLevel;
+}
+
+async function serve(opts: ServeCommand, runtime: Runtime): Promise<number> {
   const log = createLogger(opts.level);
   const plugin = new Plugin({ sys: runtime.createSys(), stateDir: opts.stateDir, defaultDriver: opts.driver, log });
   try {
@@ -98,10 +114,19 @@ async function serve(opts: { driver: string; socket: string; stateDir: string; l
     // Serve anyway: the daemon's next Init (at its own restart) can fix what the saved state could not.
     log.error("cannot restore saved state", { stateDir: opts.stateDir, err: (err as Error).message });
   }
-  await prepareSocketPath(opts.socket);
-  const listener = await runtime.listenUnix(opts.socket, createApp(plugin, log).fetch);
-  await secureSocket(opts.socket);
-  log.info("serving", { socket: opts.socket, runtime: runtime.name, driver: opts.driver, stateDir: opts.stateDir });
+  const fetch = createApp(plugin, log).fetch;
+  let listener: Listener;
+  let where = opts.socket;
+  if ("tcp" in opts.address) {
+    const tcp = await runtime.listenTcp(opts.address.tcp.hostname, opts.address.tcp.port, fetch);
+    listener = tcp;
+    where = `tcp://${opts.address.tcp.hostname.includes(":") ? `[${opts.address.tcp.hostname}]` : opts.address.tcp.hostname}:${tcp.port}`;
+  } else {
+    await prepareSocketPath(opts.address.unix);
+    listener = await runtime.listenUnix(opts.address.unix, fetch);
+    await secureSocket(opts.address.unix);
+  }
+  log.info("serving", { socket: where, runtime: runtime.name, driver: opts.driver, stateDir: opts.stateDir });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info("stopping", { signal });
@@ -112,7 +137,7 @@ async function serve(opts: { driver: string; socket: string; stateDir: string; l
   });
   // Mounts stay: containers the daemon is running keep using them; Cleanup is the daemon's call.
   await listener.close();
-  await releaseSocketPath(opts.socket);
+  if ("unix" in opts.address) await releaseSocketPath(opts.address.unix);
   log.info("stopped");
   return 0;
 }

@@ -29,6 +29,45 @@ for (const { name, argv: cmd, skip, runtime } of STRATA_COMMANDS) {
       expect(r.err).toContain("Unknown option '--bogus'");
       expect(r.err).toContain("Usage:");
     });
+    test.skipIf(!!skip)("refuses to listen on TCP beyond loopback: the protocol has no authentication", () => {
+      for (const address of ["tcp://0.0.0.0:7070", "tcp://10.1.2.3:7070", "tcp://[::]:7070", "tcp://example.com:80"]) {
+        const r = run([...cmd, "serve", "--socket", address, "--state-dir", "/nonexistent/never-made"]);
+        expect(r.code).toBe(2);
+        expect(r.err).toContain(`Refusing to listen on "${address}"`);
+      }
+      const r = run([...cmd, "serve", "--socket", "tcp://127.0.0.1:99999"]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain("port 99999 is out of range");
+    });
+    test.skipIf(!!skip)("serves the protocol on a loopback TCP port", async () => {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-cli-tcp-"));
+      const proc = Bun.spawn([...cmd, "serve", "--driver", "vfs", "--socket", "tcp://127.0.0.1:0", "--state-dir", path.join(root, "state")], { stderr: "pipe" });
+      try {
+        // Port 0 lets the kernel pick; the "serving" log line says which.
+        const reader = proc.stderr.getReader();
+        let log = "";
+        let port = 0;
+        while (port === 0) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`strata exited before serving:\n${log}`);
+          log += new TextDecoder().decode(value);
+          port = Number(/serving socket=tcp:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1] ?? 0);
+        }
+        const res = await fetch(`http://127.0.0.1:${port}/Plugin.Activate`, { method: "POST" });
+        expect(await res.json()).toEqual({ Implements: ["GraphDriver"] });
+        const init = await fetch(`http://127.0.0.1:${port}/GraphDriver.Init`, {
+          method: "POST",
+          body: JSON.stringify({ Home: path.join(root, "home"), Opts: null, UIDMaps: null, GIDMaps: null }),
+        });
+        expect(await init.json()).toEqual({ Err: "" });
+        reader.releaseLock();
+        proc.kill("SIGTERM");
+        expect(await proc.exited).toBe(0);
+      } finally {
+        proc.kill("SIGKILL");
+        fs.rmSync(root, { recursive: true, force: true });
+      }
+    }, 30_000);
     test.skipIf(!!skip)("serves, logs one line per call, and stops cleanly on SIGTERM", async () => {
       const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-cli-"));
       const socket = path.join(root, "s.sock");

@@ -1,5 +1,5 @@
 /** The Bun adapter: `Bun.serve` on a unix socket with the limits the protocol needs. */
-import type { FetchHandler, ListenUnix, Listener } from "./types.ts";
+import type { FetchHandler, ListenTcp, ListenUnix, Listener } from "./types.ts";
 
 /** Serve on a unix socket with Bun. */
 export const listenUnix: ListenUnix = async (path: string, fetch: FetchHandler): Promise<Listener> => {
@@ -13,6 +13,18 @@ export const listenUnix: ListenUnix = async (path: string, fetch: FetchHandler):
   // bun-types leave idleTimeout out of the unix-socket variant; Bun accepts it there all the same.
   const server = Bun.serve(options as unknown as Parameters<typeof Bun.serve>[0]);
   return { close: () => server.stop(false) };
+};
+
+/** Serve on a TCP port with Bun (loopback only: `address.ts` checks before this is called). */
+export const listenTcp: ListenTcp = async (hostname: string, port: number, fetch: FetchHandler) => {
+  const server = Bun.serve({
+    hostname,
+    port,
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    idleTimeout: 0,
+    fetch: (req: Request) => fetch(req),
+  });
+  return { port: server.port ?? port, close: () => server.stop(false) };
 };
 
 // dockerd 20.10 sends an empty Host, so Bun's req.url is a bare path, which URL parsing (and Hono's

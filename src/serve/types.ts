@@ -1,4 +1,4 @@
-/** What a runtime adapter offers the runtime-neutral core: an HTTP server on a unix socket. */
+/** What a runtime adapter offers the runtime-neutral core: an HTTP server on a unix socket or a TCP port. */
 
 /** A request handler, as Hono's `app.fetch`. */
 export type FetchHandler = (req: Request) => Response | Promise<Response>;
@@ -11,3 +11,6 @@ export interface Listener {
 
 /** Serve `fetch` on the unix socket at `path` (which must not exist). */
 export type ListenUnix = (path: string, fetch: FetchHandler) => Promise<Listener>;
+
+/** Serve `fetch` on TCP `hostname:port` (port 0: any free one); the caller has checked the address. */
+export type ListenTcp = (hostname: string, port: number, fetch: FetchHandler) => Promise<Listener & { port: number }>;
