@@ -235,7 +235,9 @@ export function runScenario(opts: ScenarioOptions): void {
     step(
       "survives a plugin SIGKILL and restart while dockerd keeps running",
       async () => {
-        succeeded(await docker("run", "-d", "--name", "c-long", "--network", "none", IMG, "sleep", "600"), logs);
+        // On overlay the container is size-limited too: its own filesystem must be adopted, not unmounted.
+        const sized = strataDriver === "overlay" ? ["--storage-opt", "size=64M"] : [];
+        succeeded(await docker("run", "-d", "--name", "c-long", ...sized, "--network", "none", IMG, "sleep", "600"), logs);
         // A v1 plugin is started again by the harness; dockerd restarts a managed one by itself.
         await env.crashPlugin();
         // The daemon never re-sends Init: this only works if the plugin restored its own state.
