@@ -148,6 +148,15 @@ describe("size-limited layers", () => {
     expect(meta.UpperDir).toBe(path.join(home, "c", "diff"));
   });
 
+  it("makes sparse images: a 2G limit takes about a MiB of the backing filesystem", async () => {
+    driver = await newDriver(home);
+    await driver.create("img", "", {});
+    await driver.createReadWrite("big", "img", { storageOpt: { size: "2G" } });
+    const st = fs.statSync(path.join(home, ".quota", "big.img"));
+    expect(st.size).toBe(2048 * MiB);
+    expect(st.blocks * 512).toBeLessThan(4 * MiB);
+  });
+
   it("releases the image, the mount and the loop device on Remove", async () => {
     driver = await newDriver(home);
     await container(driver);

@@ -98,8 +98,10 @@ export class QuotaImages {
     } finally {
       await handle.close();
     }
-    // -m 0: no blocks reserved for root, the container gets the whole size. -F: it is a file, not a device.
-    const args = ["-q", "-F", "-t", FS_TYPE, "-m", "0", "-L", "strata", image];
+    // -m 0: no blocks reserved for root, the container gets the whole size. -F: it is a file, not a
+    // device. A fresh sparse file reads as zeros, so neither the journal nor the inode tables need
+    // zeroing: lazy init keeps a 2G image at ~1 MiB on disk instead of ~65 MiB.
+    const args = ["-q", "-F", "-t", FS_TYPE, "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L", "strata", image];
     await new Promise<void>((resolve, reject) => {
       execFile(mkfs, args, { timeout: 120_000 }, (err, _stdout, stderr) => {
         if (err) reject(new StrataError(`Cannot format a layer image: mkfs.ext4 failed: ${String(stderr).trim() || err.message}`));
