@@ -14,6 +14,20 @@ export interface IdMap {
   size: number;
 }
 
+/**
+ * The host uid/gid that container root maps to (0/0 without maps): the owner of every layer root,
+ * so the remapped root of `--userns-remap` owns its container's `/`.
+ * @example
+ * rootPair([{ container_id: 0, host_id: 100000, size: 65536 }], []); // { uid: 100000, gid: 0 }
+ */
+export function rootPair(uidMaps: readonly IdMap[], gidMaps: readonly IdMap[]): { uid: number; gid: number } {
+  const root = (maps: readonly IdMap[]) => {
+    const m = maps.find((e) => e.container_id <= 0 && 0 < e.container_id + e.size);
+    return m === undefined ? 0 : m.host_id - m.container_id;
+  };
+  return { uid: root(uidMaps), gid: root(gidMaps) };
+}
+
 /** A change between a layer and its parent; Kind 0 modified, 1 added, 2 deleted. */
 export interface Change {
   Path: string;
@@ -46,7 +60,10 @@ export interface ProtoDriver {
   create(id: string, parent: string, opts: CreateOpts): Promise<void>;
   /** A new writable (container) layer on top of parent. */
   createReadWrite(id: string, parent: string, opts: CreateOpts): Promise<void>;
-  /** Delete the layer. Removing an unknown layer succeeds (moby's drivers do the same). */
+  /**
+   * Delete the layer. Removing an unknown layer succeeds (moby's drivers do the same); a layer
+   * others are built on is refused with BusyError (dockerd always removes children first).
+   */
   remove(id: string): Promise<void>;
   /** Mount (reference counted) and return the absolute path of the layer's root. */
   get(id: string, mountLabel: string): Promise<string>;

@@ -32,6 +32,21 @@ export class BusyError extends StrataError {
   override status = 409;
 }
 
+/** How many children `layerHasChildren` names before it only counts the rest. */
+const _NAMED_CHILDREN = 5;
+
+/**
+ * The BusyError of removing a layer other layers are built on.
+ * @example
+ * throw layerHasChildren("abc", ["x", "y"]); // Cannot remove layer "abc": layers "x", "y" are built on it
+ */
+export function layerHasChildren(id: string, children: string[]): BusyError {
+  const named = children.slice(0, _NAMED_CHILDREN).map((c) => `"${c}"`).join(", ");
+  const more = children.length > _NAMED_CHILDREN ? ` and ${children.length - _NAMED_CHILDREN} more` : "";
+  const which = children.length === 1 ? `layer ${named} is` : `layers ${named}${more} are`;
+  return new BusyError(`Cannot remove layer "${id}": ${which} built on it`);
+}
+
 /** A layer tar was rejected (traversal, corruption, unsupported entry). */
 export class InvalidLayerError extends StrataError {
   override status = 400;

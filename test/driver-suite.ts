@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { readTar } from "../src/archive/tar-reader.ts";
 import type { Driver } from "../src/driver.ts";
+import { BusyError } from "../src/errors.ts";
 import { MNT, type Sys } from "../src/sys/types.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
@@ -155,6 +156,17 @@ export function runDriverSuite(opts: SuiteOptions): void {
       ]);
     });
 
+    it("compares with the layer's own parent when Changes, Diff and DiffSize get no parent", async () => {
+      await applyBase();
+      await driver.createReadWrite("c", "base", {});
+      await withDir("c", (dir) => fs.writeFileSync(path.join(dir, "only-here"), "12345"));
+      expect(await driver.changes("c", "")).toEqual([{ Path: "/only-here", Kind: 1 }]);
+      expect(await driver.diffSize("c", "")).toBe(5);
+      const names: string[] = [];
+      for await (const e of readTar(await driver.diff("c", ""))) names.push(e.header.name);
+      expect(names).toEqual(["only-here"]);
+    });
+
     it("round-trips Diff into ApplyDiff with whiteouts and matching sizes", async () => {
       await applyBase();
       await driver.createReadWrite("c", "base", {});
@@ -218,6 +230,41 @@ export function runDriverSuite(opts: SuiteOptions): void {
       await driver.remove("never-existed");
       const status = Object.fromEntries(await driver.status());
       expect(status["Backing Filesystem"]).toBeTruthy();
+    });
+
+    it("refuses to remove a layer others are built on, and leaves it whole", async () => {
+      await applyBase();
+      await driver.create("image-top", "base", {});
+      await driver.createReadWrite("container", "base", {});
+      await withDir("container", (dir) => fs.writeFileSync(path.join(dir, "written"), "by the container"));
+      const before = await withDir("base", (d) => snapshot(d, sys, { dirMtimes: true }));
+      const refused = await driver.remove("base").then(() => null, (err: unknown) => err);
+      expect(refused).toBeInstanceOf(BusyError);
+      expect((refused as Error).message).toBe('Cannot remove layer "base": layers "container", "image-top" are built on it');
+      expect(await driver.exists("base")).toBe(true);
+      expect(await withDir("base", (d) => snapshot(d, sys, { dirMtimes: true }))).toEqual(before);
+      await withDir("container", (dir) => expect(fs.readFileSync(path.join(dir, "written"), "utf8")).toBe("by the container"));
+      await driver.remove("container");
+      await expect(driver.remove("base")).rejects.toThrow('Cannot remove layer "base": layer "image-top" is built on it');
+    });
+
+    it("removes a layer once its children are gone, also after a restart", async () => {
+      await applyBase();
+      await driver.create("mid", "base", {});
+      await driver.create("top", "mid", {});
+      await driver.cleanup();
+      // A new driver on the same Home, as after a plugin restart: it must know the parents again.
+      driver = await opts.newDriver(path.join(root, "home"));
+      await expect(driver.remove("base")).rejects.toThrow('Cannot remove layer "base": layer "mid" is built on it');
+      await expect(driver.remove("mid")).rejects.toThrow('layer "top" is built on it');
+      await driver.remove("top");
+      await driver.remove("mid");
+      await driver.remove("base");
+      for (const id of ["top", "mid", "base"]) expect(await driver.exists(id)).toBe(false);
+      // The IDs are free again, with no parent remembered from before.
+      await driver.create("base", "", {});
+      await driver.create("mid", "", {});
+      await driver.remove("base");
     });
 
     it("answers GetMetadata and Capabilities", async () => {

@@ -301,7 +301,7 @@ describe("release artifacts", () => {
     }
   });
 
-  test("dist/plugin: the socket where dockerd looks, state under the propagated mount, a rootfs of the binary and what it links", () => {
+  test("dist/plugin: the socket where dockerd looks, state under the propagated mount, a rootfs of the binary, mkfs.ext4 and what they link", () => {
     const config = JSON.parse(fs.readFileSync(path.join(DIST, "plugin", "config.json"), "utf8"));
     expect(config.interface).toEqual({ types: ["docker.graphdriver/1.0"], socket: "strata.sock" });
     const entry: string[] = config.entrypoint;
@@ -312,10 +312,17 @@ describe("release artifacts", () => {
     expect(flag("--state-dir")).toStartWith(`${config.propagatedMount}/`);
     expect(config.network).toEqual({ type: "host" });
     const rootfs = path.join(DIST, "plugin", "rootfs");
-    const ldd = Bun.spawnSync(["ldd", path.join(DIST, "strata")], { stdout: "pipe" }).stdout.toString();
-    const linked = [...ldd.matchAll(/(?:=> |^\s*)(\/\S+)/gm)].map((m) => m[1]!.slice(1));
+    // mkfs.ext4 formats size-limited layers; compile.sh bundles it when the build host has it.
+    const mkfs = which("mkfs.ext4");
+    const lddOf = (bin: string) => {
+      const out = Bun.spawnSync(["ldd", bin], { stdout: "pipe" }).stdout.toString();
+      return [...out.matchAll(/(?:=> |^\s*)(\/\S+)/gm)].map((m) => m[1]!.slice(1));
+    };
+    const linked = lddOf(path.join(DIST, "strata"));
     expect(linked.some((l) => l.endsWith("/libc.so.6"))).toBe(true);
-    expect(files(rootfs)).toEqual(["strata", ...linked].sort());
+    const bundled = mkfs ? ["usr/sbin/mkfs.ext4", ...lddOf(mkfs)] : [];
+    expect(files(rootfs)).toEqual([...new Set(["strata", ...linked, ...bundled])].sort());
+    expect(config.linux.devices).toEqual([{ path: "/dev/loop-control" }]);
     expect(Buffer.compare(fs.readFileSync(path.join(rootfs, "strata")), fs.readFileSync(path.join(DIST, "strata")))).toBe(0);
   });
 

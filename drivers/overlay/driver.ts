@@ -7,7 +7,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
-  rejectUnknownOptions, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
+  rejectUnknownOptions, rootPair, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
 } from "../../src/driver.ts";
 import { BusyError, InvalidRequestError } from "../../src/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
@@ -15,8 +15,9 @@ import { KeyedLock } from "../../src/locks.ts";
 import type { Logger } from "../../src/log.ts";
 import { type NaiveDiffBase, withNaiveDiff } from "../../src/naive-diff.ts";
 import type { Sys } from "../../src/sys/types.ts";
+import { assertNoChildren } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
-import { LayerStore, TMP_PREFIX, rootPair } from "./layers.ts";
+import { LayerStore, TMP_PREFIX } from "./layers.ts";
 import { Layout, MERGED_DIR } from "./layout.ts";
 import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
 import { Mounts } from "./mounts.ts";
@@ -176,6 +177,7 @@ class OverlayDriver implements Driver {
   async remove(id: string): Promise<void> {
     const merged = this.#layout.merged(id);
     await this.#locks.run(id, async () => {
+      await assertNoChildren(this.#store, id);
       if (this.#mounts.count(id) > 0) {
         this.#log.warn("removing a mounted layer", { id, refs: this.#mounts.count(id) });
         await this.#mounts.drop(id, merged);
@@ -290,6 +292,10 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   const want = _options(config.options);
   const layout = new Layout(config.home);
   await fs.mkdir(config.home, { recursive: true, mode: 0o710 });
+  // runc resolves a container's rootfs path as the remapped root (userns-remap): it must get
+  // through Home, as overlay2's is 0710 with the remapped root's group.
+  const rootGid = rootPair(config.uidMaps, config.gidMaps).gid;
+  if (rootGid !== 0) await fs.chown(config.home, process.getuid?.() ?? 0, rootGid);
   await fs.mkdir(layout.linkDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(layout.tmpDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(layout.quotaDir, { recursive: true, mode: 0o700 });

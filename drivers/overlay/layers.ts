@@ -5,8 +5,8 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import type { IdMap } from "../../src/driver.ts";
 import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/errors.ts";
+import { FAULT, faultPoint } from "../../src/fault.ts";
 import type { Logger } from "../../src/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
@@ -18,12 +18,6 @@ import {
 
 /** Temp dir prefixes under `.tmp/`. */
 export const TMP_PREFIX = { create: "new-", remove: "rm-", apply: "apply-", check: "check-" } as const;
-
-/** The host uid/gid that container root maps to (0/0 without maps). */
-export function rootPair(uidMaps: IdMap[], gidMaps: IdMap[]): { uid: number; gid: number } {
-  const find = (maps: IdMap[]) => maps.find((m) => m.container_id === 0 && m.size > 0)?.host_id ?? 0;
-  return { uid: find(uidMaps), gid: find(gidMaps) };
-}
 
 /** Layer directories and files, per ID; callers hold the ID's lock. */
 export class LayerStore {
@@ -135,6 +129,7 @@ export class LayerStore {
       await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
       link = await this.#populate(staging, id, parent, lowers);
       if (image === null) {
+        faultPoint(FAULT.createBeforeRename);
         await fs.rename(staging, dir);
       } else {
         // A mount point cannot be renamed: the finished filesystem is unmounted and mounted again on
@@ -227,6 +222,7 @@ export class LayerStore {
       if (hasCode(err, "ENOENT")) return;
       throw err;
     }
+    faultPoint(FAULT.removeBeforeDelete);
     if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
     // The layer is gone once renamed; what fails to delete now goes at the next start.
     await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));

@@ -9,6 +9,7 @@ import { applyLayer } from "../../src/archive/apply.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
 import { exportUpper } from "../../src/archive/overlay-export.ts";
 import type { Change, IdMap } from "../../src/driver.ts";
+import { FAULT, faultPoint } from "../../src/fault.ts";
 import type { Logger } from "../../src/log.ts";
 import { RENAME, type Sys } from "../../src/sys/types.ts";
 import { type LayerStore, TMP_PREFIX } from "./layers.ts";
@@ -48,6 +49,7 @@ export class NativeDiff {
         await copyTree(diff, staging, this.#sys);
       }
       size = await applyLayer(staging, tar, { sys: this.#sys, whiteouts: hasParent ? "overlay" : "delete", ...this.#maps });
+      faultPoint(FAULT.applyBeforeSwap);
       this.#sys.rename2(staging, diff, RENAME.EXCHANGE);
     } catch (err) {
       await tar.cancel().catch(() => {});

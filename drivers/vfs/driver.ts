@@ -2,19 +2,25 @@
  * vfs: every layer is a full copy of its parent (reflinked where the filesystem can). Works on any
  * backing filesystem; no mounts. Layers are built in a temp dir and renamed into place; removal
  * renames first and deletes after, so a crash never leaves a half layer under its real name.
+ * Each layer's parent is recorded apart from it (`parents.ts`): Remove refuses a layer that others
+ * are built on.
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { applyLayer } from "../../src/archive/apply.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
-import { rejectUnknownOptions, type CreateOpts, type Driver, type DriverConfig, type StatusPairs } from "../../src/driver.ts";
-import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/errors.ts";
+import {
+  rejectUnknownOptions, rootPair, type CreateOpts, type Driver, type DriverConfig, type IdMap, type StatusPairs,
+} from "../../src/driver.ts";
+import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode, layerHasChildren } from "../../src/errors.ts";
+import { FAULT, faultPoint } from "../../src/fault.ts";
 import { assertLayerId } from "../../src/layer-id.ts";
 import { KeyedLock } from "../../src/locks.ts";
 import type { Logger } from "../../src/log.ts";
 import { withNaiveDiff } from "../../src/naive-diff.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
+import { META_DIR, ParentRecords } from "./parents.ts";
 
 /** Where finished layers live, under Home. */
 export const LAYERS_DIR = "dir";
@@ -29,20 +35,34 @@ const KNOWN_OPTIONS: readonly string[] = [];
 class VfsDriver {
   readonly name = "vfs";
   readonly sys: Sys;
+  /** Container → host UID map (userns-remap): the naive diff shifts owners through it. */
+  readonly uidMaps: IdMap[];
+  /** Container → host GID map. */
+  readonly gidMaps: IdMap[];
+  /** The remapped root, owner of every base layer's root. */
+  #root: { uid: number; gid: number };
   #home: string;
   #log: Logger;
   #locks = new KeyedLock();
   #fsName: string;
   #seq = 0;
+  #records: ParentRecords;
 
   constructor(config: DriverConfig, fsName: string) {
     this.#home = config.home;
     this.sys = config.sys;
+    this.uidMaps = config.uidMaps;
+    this.gidMaps = config.gidMaps;
+    this.#root = rootPair(config.uidMaps, config.gidMaps);
     this.#log = config.log;
     this.#fsName = fsName;
+    this.#records = new ParentRecords(config.home, config.log);
   }
 
-  /** Finish or undo what a crash interrupted: swap in finished applies, delete the rest of tmp/. */
+  /**
+   * Finish or undo what a crash interrupted: swap in finished applies, delete the rest of tmp/,
+   * then drop the parent records of layers that did not survive.
+   */
   async recover(): Promise<void> {
     const tmp = path.join(this.#home, TMP_DIR);
     for (const name of await fs.readdir(tmp)) {
@@ -55,6 +75,7 @@ class VfsDriver {
       }
       await fs.rm(path.join(tmp, name), { recursive: true, force: true });
     }
+    await this.#records.load((id) => this.exists(id));
   }
 
   #dir(id: string): string {
@@ -64,6 +85,11 @@ class VfsDriver {
 
   #tmp(kind: string, id: string): string {
     return path.join(this.#home, TMP_DIR, `${kind}-${id}-${process.pid}-${++this.#seq}`);
+  }
+
+  /** The parent Diff and Changes compare with when asked for "" (the layer's own parent). */
+  async parentOf(id: string): Promise<string> {
+    return this.#records.parentOf(id);
   }
 
   async status(): Promise<StatusPairs> {
@@ -101,18 +127,26 @@ class VfsDriver {
           await copyTree(this.#dir(parent), staging, this.sys);
         } else {
           await fs.mkdir(staging, { mode: 0o755 });
+          await fs.chown(staging, this.#root.uid, this.#root.gid);
         }
+        await this.#records.write(id, parent, this.#tmp("meta", id));
+        faultPoint(FAULT.createBeforeRename);
         await fs.rename(staging, dir);
       } catch (err) {
         await fs.rm(staging, { recursive: true, force: true });
+        await this.#records.delete(id);
         throw err;
       }
+      this.#records.added(id, parent);
     });
   }
 
   async remove(id: string): Promise<void> {
     const dir = this.#dir(id);
     await this.#locks.run(id, async () => {
+      // Create holds the parent's lock until its child is recorded, so no child can appear after this check.
+      const children = this.#records.childrenOf(id);
+      if (children.length > 0) throw layerHasChildren(id, children);
       const doomed = this.#tmp("rm", id);
       try {
         await fs.rename(dir, doomed);
@@ -120,6 +154,8 @@ class VfsDriver {
         if (hasCode(err, "ENOENT")) return;
         throw err;
       }
+      faultPoint(FAULT.removeBeforeDelete);
+      await this.#records.delete(id);
       // The layer is gone once renamed; a failure to delete is left for the next start's recovery.
       await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
     });
@@ -156,7 +192,7 @@ class VfsDriver {
       let size: number;
       try {
         await copyTree(this.#dir(id), staging, this.sys);
-        size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete" });
+        size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
         await fs.rename(staging, ready);
       } catch (err) {
         await tar.cancel().catch(() => {});
@@ -165,6 +201,8 @@ class VfsDriver {
       }
       const old = this.#tmp("rm", id);
       await fs.rename(this.#dir(id), old);
+      // The one moment the layer is missing under its name: `recover` puts `ready` in its place.
+      faultPoint(FAULT.applyBeforeSwap);
       await fs.rename(ready, this.#dir(id));
       await fs.rm(old, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
       return size;
@@ -179,8 +217,15 @@ class VfsDriver {
 /** Build the vfs driver on `config.home`. */
 export async function initVfs(config: DriverConfig): Promise<Driver> {
   rejectUnknownOptions("vfs", config.options, KNOWN_OPTIONS);
-  for (const dir of [config.home, path.join(config.home, LAYERS_DIR), path.join(config.home, TMP_DIR)]) {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const dir of ["", LAYERS_DIR, TMP_DIR, META_DIR]) {
+    await fs.mkdir(path.join(config.home, dir), { recursive: true, mode: 0o700 });
+  }
+  const { gid } = rootPair(config.uidMaps, config.gidMaps);
+  for (const dir of [config.home, path.join(config.home, LAYERS_DIR)]) {
+    // runc resolves a container's rootfs path as the remapped root: it must get through Home and
+    // dir/ (moby's vfs makes them 0710, group the remapped root's) but nothing else may.
+    await fs.chmod(dir, 0o710);
+    if (gid !== 0) await fs.chown(dir, process.getuid?.() ?? 0, gid);
   }
   const driver = new VfsDriver(config, backingFs(config.sys, config.home));
   await driver.recover();

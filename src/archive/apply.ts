@@ -8,6 +8,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { IdMap } from "../driver.ts";
 import { hasCode, InvalidLayerError } from "../errors.ts";
+import { FAULT, FAULT_MID_EXTRACT_ENTRIES, faultPoint } from "../fault.ts";
 import { DT, type Sys } from "../sys/types.ts";
 import { baseOf, cleanEntryName, ConfinedRoot, parentOf } from "./_confine.ts";
 import { isDirMode, mknodType, S_IF } from "./_file-type.ts";
@@ -51,10 +52,12 @@ export async function applyLayer(dir: string, tar: ReadableStream<Uint8Array>, o
   const writes = new FileWrites();
   const applier = new _Applier(root, opts, writes);
   let size = 0;
+  let entries = 0;
   try {
     for await (const entry of readTar(tar)) {
       size += entry.header.size;
       await applier.apply(entry);
+      if (++entries === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
     }
     await writes.drain();
   } catch (err) {

@@ -22,6 +22,8 @@ export interface DockerdOptions {
   /** dockerd retries plugin discovery for ~16 s before giving up: wait longer than that. */
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
+  /** More daemon flags, after the fixed ones (e.g. `--userns-remap=default`). */
+  extraArgs?: string[];
 }
 
 /** How a stopped dockerd ended. */
@@ -97,6 +99,7 @@ export class Dockerd {
       "--iptables=false",
       "--ip-masq=false",
       "--bridge=none",
+      ...(this.#opts.extraArgs ?? []),
     ];
   }
 

@@ -42,6 +42,12 @@ export interface PluginCommand {
 /** Which storage the daemon uses. */
 export type StorageChoice = { builtin: string } | { plugin: PluginCommand } | { managed: ManagedPluginSpec };
 
+/** Daemon settings beyond the storage driver. */
+export interface DaemonChoice {
+  /** More dockerd flags (e.g. `--userns-remap=default`). */
+  extraArgs?: string[];
+}
+
 /** What {@link E2EEnv.teardown} found and did. */
 export interface TeardownReport {
   dockerdExit?: DaemonExit;
@@ -75,10 +81,11 @@ export class E2EEnv {
   #specWritten = false;
   #tornDown = false;
 
-  private constructor(storage: StorageChoice) {
+  private constructor(storage: StorageChoice, daemon: DaemonChoice) {
     this.root = makeTempRoot();
+    const extraArgs = daemon.extraArgs;
     if ("builtin" in storage) {
-      this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin });
+      this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin, extraArgs });
       return;
     }
     if ("managed" in storage) {
@@ -88,6 +95,7 @@ export class E2EEnv {
         root: this.root,
         storageDriver: storage.managed.name,
         storageOpts: [`strata.driver=${storage.managed.driver}`],
+        extraArgs,
       });
       return;
     }
@@ -109,14 +117,14 @@ export class E2EEnv {
       cwd: REPO_ROOT,
       readyTimeoutMs: p.readyTimeoutMs,
     });
-    this.dockerd = new Dockerd({ root: this.root, storageDriver: this.pluginName });
+    this.dockerd = new Dockerd({ root: this.root, storageDriver: this.pluginName, extraArgs });
   }
 
   /** Reap what crashed earlier runs left, make a temp root (and a unique plugin name); nothing runs yet. */
-  static async create(storage: StorageChoice): Promise<E2EEnv> {
+  static async create(storage: StorageChoice, daemon: DaemonChoice = {}): Promise<E2EEnv> {
     const reaped = await reapAbandonedRoots();
     if (reaped.length) console.error(`[e2e] removed abandoned temp roots: ${reaped.join(", ")}`);
-    return new E2EEnv(storage);
+    return new E2EEnv(storage, daemon);
   }
 
   /** The name dockerd knows the storage driver by (`docker info` → Storage Driver). */
@@ -127,6 +135,7 @@ export class E2EEnv {
   /**
    * Where the driver keeps its layers: Init's Home. For a v1 plugin `<data-root>/<name>`; a managed
    * plugin gets `/data/<name>` inside, which is `<data-root>/plugins/<id>/propagated-mount/<name>` here.
+   * A daemon with `--userns-remap` keeps everything, Home included, in `<data-root>/<uid>.<gid>/` instead.
    */
   get layerHome(): string {
     if (this.managed) return path.join(this.managed.propagatedMount, this.driverName);

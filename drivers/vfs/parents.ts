@@ -1,0 +1,95 @@
+/**
+ * vfs's parent records: which layer each layer was created on, one file per layer in `meta/<id>`.
+ * They live apart from `dir/<id>`, which is the layer's root: anything in it belongs to the
+ * container. A record is written before its layer is renamed into place and deleted after the
+ * layer is renamed away, so a crash can leave a record without a layer (dropped by `load`) but
+ * never a layer without its record. Layers made before records existed have none: their parent
+ * is unknown, and nothing stops their removal.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { hasCode } from "../../src/errors.ts";
+import { assertLayerId } from "../../src/layer-id.ts";
+import type { Logger } from "../../src/log.ts";
+
+/** Where parent records live, under Home. */
+export const META_DIR = "meta";
+
+/** What `meta/<id>` holds. */
+interface _Record {
+  parent: string;
+}
+
+/** The records on disk and, in memory, the parent of every layer that has one. */
+export class ParentRecords {
+  #dir: string;
+  #log: Logger;
+  /** Child → parent ("" for a base layer), for the layers that exist. */
+  #parents = new Map<string, string>();
+
+  constructor(home: string, log: Logger) {
+    this.#dir = path.join(home, META_DIR);
+    this.#log = log;
+  }
+
+  #file(id: string): string {
+    assertLayerId(id);
+    return path.join(this.#dir, id);
+  }
+
+  /** Read every record; delete those whose layer is gone (a crash inside Create or Remove). */
+  async load(exists: (id: string) => Promise<boolean>): Promise<void> {
+    this.#parents.clear();
+    for (const id of await fs.readdir(this.#dir)) {
+      const file = path.join(this.#dir, id);
+      if (!(await exists(id))) {
+        await fs.rm(file, { force: true });
+        this.#log.info("dropped the record of a missing layer", { id });
+        continue;
+      }
+      try {
+        const record = JSON.parse(await fs.readFile(file, "utf8")) as _Record;
+        if (typeof record.parent !== "string") throw new TypeError("no parent field");
+        this.#parents.set(id, record.parent);
+      } catch (err) {
+        // Refusing to start over one record would take every layer down with it: the layer just loses its parent.
+        this.#log.warn("ignoring a corrupt layer record", { id, err: String(err) });
+      }
+    }
+  }
+
+  /**
+   * Write the record of a layer about to be renamed into place, through `staging` (a path in the
+   * driver's temp dir, which a restart empties) so that no reader ever sees half a record.
+   */
+  async write(id: string, parent: string, staging: string): Promise<void> {
+    const record: _Record = { parent };
+    await fs.writeFile(staging, JSON.stringify(record) + "\n", { mode: 0o600 });
+    await fs.rename(staging, this.#file(id));
+  }
+
+  /** The layer's parent; "" for a base layer or one created before parents were recorded. */
+  parentOf(id: string): string {
+    return this.#parents.get(id) ?? "";
+  }
+
+  /** The layer is in place: its children can now be counted. */
+  added(id: string, parent: string): void {
+    this.#parents.set(id, parent);
+  }
+
+  /** The layer is gone (renamed away, or never placed): forget it and delete its record. */
+  async delete(id: string): Promise<void> {
+    this.#parents.delete(id);
+    await fs.rm(this.#file(id)).catch((err) => {
+      if (!hasCode(err, "ENOENT")) this.#log.warn("remove left a layer record", { id, err: String(err) });
+    });
+  }
+
+  /** The layers created on `id`, sorted. */
+  childrenOf(id: string): string[] {
+    const out: string[] = [];
+    for (const [child, parent] of this.#parents) if (parent === id) out.push(child);
+    return out.sort();
+  }
+}

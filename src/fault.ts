@@ -1,0 +1,47 @@
+/**
+ * Crash injection for the restart tests: `STRATA_FAULT=<point>` makes the process SIGKILL itself
+ * when it reaches that point, so a test can check what the next start finds on disk. A SIGKILL,
+ * not an exception: nothing unwinds, no `finally` runs, no temp dir is cleaned up, exactly as when
+ * the OOM killer or a power cut stops the plugin. Unset, a point costs one string comparison.
+ */
+import process from "node:process";
+
+/** The points the drivers pass through, by the moment they mark. */
+export const FAULT = {
+  /** Create/CreateReadWrite: the new layer is complete in its temp dir, not yet renamed into place. */
+  createBeforeRename: "create-before-rename",
+  /** ApplyDiff: the first entries of the tar are written, the rest are not. */
+  applyMidExtract: "apply-mid-extract",
+  /** ApplyDiff: the extraction finished; the swap that makes it the layer's content has not. */
+  applyBeforeSwap: "apply-before-swap",
+  /** Remove: the layer was renamed into the temp dir, nothing of it deleted yet. */
+  removeBeforeDelete: "remove-before-delete",
+} as const;
+
+/** One of the fault point names. */
+export type FaultName = (typeof FAULT)[keyof typeof FAULT];
+
+/** The environment variable naming the point to crash at. */
+export const FAULT_ENV = "STRATA_FAULT";
+
+/** How many tar entries `apply-mid-extract` lets through before it fires. */
+export const FAULT_MID_EXTRACT_ENTRIES = 3;
+
+/** Read once at load; under Deno without --allow-env reading it throws, which means no fault. */
+const _armed: string = (() => {
+  try {
+    return process.env[FAULT_ENV] ?? "";
+  } catch {
+    return "";
+  }
+})();
+
+/**
+ * Kill the process with SIGKILL when `STRATA_FAULT` names this point.
+ * @example
+ * faultPoint(FAULT.createBeforeRename);
+ * await fs.rename(staging, dir);
+ */
+export function faultPoint(name: FaultName): void {
+  if (_armed === name) process.kill(process.pid, "SIGKILL");
+}

@@ -1,0 +1,230 @@
+/**
+ * Crash consistency: the plugin, run as a real process, SIGKILLs itself at each fault point
+ * (`src/fault.ts`) in the middle of a call; started again on the same state dir (no new Init, as
+ * after dockerd restarts a dead plugin), it must show the interrupted layer either as it was or
+ * finished (or absent), every other layer as it was, nothing left in its temp dir, no mounts but
+ * the ones a running container holds, and it must go on serving.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseMountInfo, mountsUnder } from "../drivers/overlay/mountinfo.ts";
+import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/fault.ts";
+import { createSys } from "../src/sys/bun.ts";
+import { MNT } from "../src/sys/types.ts";
+import { entry, file, makeTar } from "./helpers/layer-tar.ts";
+import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { type ChildExit, PluginChild } from "./helpers/plugin-child.ts";
+import type { RawResponse } from "./helpers/raw-http.ts";
+import { type NodeInfo, snapshot } from "./helpers/tree.ts";
+
+const sys = createSys();
+const isRoot = process.getuid?.() === 0;
+
+/** Each driver's temp dir under Home, which startup recovery must leave empty. */
+const DRIVERS = [
+  { name: "vfs", tmpDir: "tmp", skip: isRoot ? null : "the layers' owners and device nodes need root" },
+  { name: "overlay", tmpDir: ".tmp", skip: overlayUnavailable(sys) },
+] as const;
+
+/** What the interrupted layer must look like after the restart. */
+type Outcome = "absent" | "unchanged" | "applied";
+
+interface FaultCase {
+  point: FaultName;
+  /** Shown in the test name when a point is reached through more than one call. */
+  via: string;
+  /** Make the victim layer (or not) before the fatal call. */
+  prepare(p: PluginChild): Promise<void>;
+  fatal(p: PluginChild): Promise<RawResponse>;
+  outcome: Record<(typeof DRIVERS)[number]["name"], Outcome>;
+}
+
+const VICTIM = "victim";
+
+const BASE_TAR = await makeTar([
+  entry({ name: "etc/", type: "directory" }),
+  file("etc/os-release", "ID=strata\n"),
+  file("bin/tool", "#!/bin/sh\necho tool\n", { mode: 0o755 }),
+  entry({ name: "bin/sh", type: "symlink", linkname: "tool" }),
+  entry({ name: "dev/null", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }),
+  file("usr/share/doc/readme", "read me"),
+]);
+const KEPT_TAR = await makeTar([
+  file("etc/os-release", "ID=strata\nVERSION=2\n"),
+  entry({ name: "usr/share/doc/.wh.readme" }),
+  file("opt/app/data", "d".repeat(100_000), { uid: 1000, gid: 1000 }),
+]);
+/** Enough entries that the mid-extract point fires with most of the tar still unread. */
+const VICTIM_TAR = await makeTar([
+  ...Array.from({ length: 4 * FAULT_MID_EXTRACT_ENTRIES }, (_, i) => file(`victim/file-${i}`, `content ${i}\n`.repeat(50))),
+  file("victim/big", "b".repeat(300_000)),
+  file("etc/os-release", "ID=victim\n"),
+  entry({ name: "opt/app/.wh.data" }),
+]);
+const AFTER_TAR = await makeTar([file("after/proof", "still serving")]);
+
+const createVictim = (method: string) => (p: PluginChild) => p.call(`GraphDriver.${method}`, { ID: VICTIM, Parent: "kept" });
+const applyVictim = (p: PluginChild) => p.applyDiff(VICTIM, "kept", VICTIM_TAR);
+
+const CASES: FaultCase[] = [
+  {
+    point: FAULT.createBeforeRename, via: "Create", prepare: async () => {}, fatal: createVictim("Create"),
+    outcome: { vfs: "absent", overlay: "absent" },
+  },
+  {
+    point: FAULT.createBeforeRename, via: "CreateReadWrite", prepare: async () => {}, fatal: createVictim("CreateReadWrite"),
+    outcome: { vfs: "absent", overlay: "absent" },
+  },
+  {
+    point: FAULT.applyMidExtract, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
+    fatal: applyVictim, outcome: { vfs: "unchanged", overlay: "unchanged" },
+  },
+  {
+    // vfs stops between moving the old tree out and the new one in: recovery finishes the swap.
+    // overlay's swap is one renameat2(RENAME_EXCHANGE): not reached means not done.
+    point: FAULT.applyBeforeSwap, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
+    fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged" },
+  },
+  {
+    point: FAULT.removeBeforeDelete, via: "Remove",
+    prepare: async (p) => {
+      await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" });
+      await p.okApply(VICTIM, "kept", VICTIM_TAR);
+    },
+    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    outcome: { vfs: "absent", overlay: "absent" },
+  },
+];
+
+/** The layer's tree as Get shows it (a mount for overlay layers with a parent), released after. */
+async function layerSnapshot(p: PluginChild, id: string): Promise<Record<string, NodeInfo>> {
+  const dir = (await p.ok("GraphDriver.Get", { ID: id, MountLabel: "" })).Dir as string;
+  try {
+    return snapshot(dir, sys);
+  } finally {
+    await p.ok("GraphDriver.Put", { ID: id });
+  }
+}
+
+/** Mount points under `dir`, as the kernel lists them. */
+function mountsIn(dir: string): string[] {
+  return mountsUnder(parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8")), fs.realpathSync(dir)).map((m) => m.mountPoint).sort();
+}
+
+/** How the process ended, or null when it still runs after `ms`. */
+function exitWithin(p: PluginChild, ms: number): Promise<ChildExit | null> {
+  return Promise.race([p.exited, Bun.sleep(ms).then(() => null)]);
+}
+
+for (const drv of DRIVERS) {
+  describe(`SIGKILL inside the ${drv.name} driver`, () => {
+    let root: string;
+    let home: string;
+    let plugins: PluginChild[];
+    let start: (fault?: FaultName) => Promise<PluginChild>;
+
+    beforeEach(() => {
+      if (drv.skip) return;
+      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-fault-${drv.name}-`));
+      home = path.join(root, "home");
+      plugins = [];
+      start = async (fault) => {
+        const p = await PluginChild.start({
+          driver: drv.name,
+          socket: path.join(root, "p.sock"),
+          stateDir: path.join(root, "state"),
+          logFile: path.join(root, "plugin.log"),
+          env: { [FAULT_ENV]: fault },
+        });
+        plugins.push(p);
+        return p;
+      };
+    });
+
+    afterEach(async () => {
+      if (drv.skip) return;
+      for (const p of plugins) await p.stop();
+      for (const mp of mountsIn(root)) sys.umount2(mp, MNT.DETACH);
+      fs.rmSync(root, { recursive: true, force: true });
+    });
+
+    for (const c of CASES) {
+      const name = `${c.point} (${c.via}): the layer is ${c.outcome[drv.name]}, everything else intact, serving again`;
+      test.skipIf(drv.skip !== null)(drv.skip === null ? name : `${name} (skipped: ${drv.skip})`, async () => {
+        // Set up in a plugin without the fault: the setup's own Creates and ApplyDiffs pass the same points.
+        const first = await start();
+        await first.ok("GraphDriver.Init", { Home: home, Opts: [], UIDMaps: null, GIDMaps: null });
+        await first.ok("GraphDriver.Create", { ID: "base", Parent: "" });
+        await first.okApply("base", "", BASE_TAR);
+        await first.ok("GraphDriver.Create", { ID: "kept", Parent: "base" });
+        await first.okApply("kept", "base", KEPT_TAR);
+        // A container running across the crash: its mount must survive and be adopted.
+        await first.ok("GraphDriver.CreateReadWrite", { ID: "running", Parent: "kept", MountLabel: "", StorageOpt: {} });
+        const runningDir = (await first.ok("GraphDriver.Get", { ID: "running", MountLabel: "" })).Dir as string;
+        fs.writeFileSync(path.join(runningDir, "written-by-container"), "alive");
+        const committed = { base: await layerSnapshot(first, "base"), kept: await layerSnapshot(first, "kept") };
+        await c.prepare(first);
+        const victimBefore = c.outcome[drv.name] === "unchanged" ? await layerSnapshot(first, VICTIM) : null;
+        const heldMounts = mountsIn(home);
+        expect(await first.terminate()).toEqual({ code: 0, signal: null });
+
+        const doomed = await start(c.point);
+        const answer = await c.fatal(doomed).catch((err: Error) => err);
+        const exit = await exitWithin(doomed, 10_000);
+        if (exit === null) throw new Error(`The plugin lives on after the fatal call (it answered ${answer instanceof Error ? answer.message : answer.body})`);
+        expect(exit).toEqual({ code: null, signal: "SIGKILL" });
+        expect(answer instanceof Error || answer.status !== 200 || answer.body.length === 0).toBe(true);
+        // The crash came mid-operation: what it left is recovery's to clear.
+        expect(fs.readdirSync(path.join(home, drv.tmpDir)).length).toBeGreaterThan(0);
+
+        const second = await start();
+        expect(fs.readdirSync(path.join(home, drv.tmpDir))).toEqual([]);
+        expect(mountsIn(home)).toEqual(heldMounts);
+        expect(await layerSnapshot(second, "base")).toEqual(committed.base);
+        expect(await layerSnapshot(second, "kept")).toEqual(committed.kept);
+
+        const exists = (await second.ok("GraphDriver.Exists", { ID: VICTIM })).Exists;
+        const outcome = c.outcome[drv.name];
+        expect(exists).toBe(outcome !== "absent");
+        if (outcome === "unchanged") expect(await layerSnapshot(second, VICTIM)).toEqual(victimBefore!);
+        if (outcome === "applied") {
+          await second.ok("GraphDriver.Create", { ID: "reference", Parent: "kept" });
+          await second.okApply("reference", "kept", VICTIM_TAR);
+          expect(await layerSnapshot(second, VICTIM)).toEqual(await layerSnapshot(second, "reference"));
+          await second.ok("GraphDriver.Remove", { ID: "reference" });
+        }
+        if (drv.name === "vfs") {
+          // A parent record without its layer would make a later layer of the same ID look like a child.
+          expect(fs.readdirSync(path.join(home, "meta")).sort()).toEqual(fs.readdirSync(path.join(home, "dir")).sort());
+        } else {
+          for (const link of fs.readdirSync(path.join(home, ".l"))) {
+            const id = /^\.\.\/([^/]+)\/diff$/.exec(fs.readlinkSync(path.join(home, ".l", link)))?.[1];
+            expect([link, id && fs.readFileSync(path.join(home, id, "link"), "utf8")]).toEqual([link, link]);
+          }
+        }
+
+        // The adopted container layer: same place, its write kept, released by the daemon's Put.
+        expect((await second.ok("GraphDriver.Get", { ID: "running", MountLabel: "" })).Dir).toBe(runningDir);
+        expect(fs.readFileSync(path.join(runningDir, "written-by-container"), "utf8")).toBe("alive");
+        await second.ok("GraphDriver.Put", { ID: "running" });
+        await second.ok("GraphDriver.Put", { ID: "running" });
+        expect(mountsIn(home)).toEqual([]);
+
+        const refused = await second.call("GraphDriver.Remove", { ID: "kept" });
+        expect(refused.status).toBe(409);
+        expect(JSON.parse(refused.body.toString()).Err).toStartWith('Cannot remove layer "kept": ');
+
+        await second.ok("GraphDriver.Create", { ID: "after", Parent: "kept" });
+        await second.okApply("after", "kept", AFTER_TAR);
+        const afterTree = await layerSnapshot(second, "after");
+        expect(afterTree["/after/proof"]).toMatchObject({ type: "file", size: "still serving".length });
+        expect(afterTree["/etc/os-release"]).toEqual(committed.kept["/etc/os-release"]);
+        for (const id of ["after", VICTIM, "running", "kept", "base"]) await second.ok("GraphDriver.Remove", { ID: id });
+        for (const id of ["after", VICTIM, "running", "kept", "base"]) expect((await second.ok("GraphDriver.Exists", { ID: id })).Exists).toBe(false);
+        expect(fs.readdirSync(path.join(home, drv.tmpDir))).toEqual([]);
+      }, 30_000);
+    }
+  });
+}
