@@ -14,6 +14,10 @@ export const FAULT = {
   applyMidExtract: "apply-mid-extract",
   /** ApplyDiff: the extraction finished; the swap that makes it the layer's content has not. */
   applyBeforeSwap: "apply-before-swap",
+  /** Create of a size-limited layer: its image is in place and its directory made, not yet mounted. */
+  createBeforeMount: "create-before-mount",
+  /** Remove of a size-limited layer: its filesystem is unmounted, its image still in place. */
+  removeAfterUnmount: "remove-after-unmount",
   /** Remove: the layer was renamed into the temp dir, nothing of it deleted yet. */
   removeBeforeDelete: "remove-before-delete",
 } as const;

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseMountInfo, mountsUnder } from "../drivers/overlay/mountinfo.ts";
+import { findMkfs } from "../drivers/overlay/quota.ts";
 import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/fault.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { MNT } from "../src/sys/types.ts";
@@ -22,14 +23,26 @@ import { type NodeInfo, snapshot } from "./helpers/tree.ts";
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
 
-/** Each driver's temp dir under Home, which startup recovery must leave empty. */
+/**
+ * Each driver under test, its Init options, and its temp dir under Home (which startup recovery
+ * must leave empty). "overlay-sized" makes every read-write layer size-limited (its own image).
+ */
 const DRIVERS = [
-  { name: "vfs", tmpDir: "tmp", skip: isRoot ? null : "the layers' owners and device nodes need root" },
-  { name: "overlay", tmpDir: ".tmp", skip: overlayUnavailable(sys) },
+  { name: "vfs", driver: "vfs", opts: [], tmpDir: "tmp", skip: isRoot ? null : "the layers' owners and device nodes need root" },
+  { name: "overlay", driver: "overlay", opts: [], tmpDir: ".tmp", skip: overlayUnavailable(sys) },
+  {
+    name: "overlay-sized",
+    driver: "overlay",
+    opts: ["strata.size=32M"],
+    tmpDir: ".tmp",
+    skip: overlayUnavailable(sys) ?? (findMkfs() === null ? "mkfs.ext4 (e2fsprogs) is not installed" : null),
+  },
 ] as const;
 
-/** What the interrupted layer must look like after the restart. */
-type Outcome = "absent" | "unchanged" | "applied";
+type DriverName = (typeof DRIVERS)[number]["name"];
+
+/** What the interrupted layer must look like after the restart ("created": a new empty layer, finished by recovery). */
+type Outcome = "absent" | "unchanged" | "applied" | "created";
 
 interface FaultCase {
   point: FaultName;
@@ -38,7 +51,10 @@ interface FaultCase {
   /** Make the victim layer (or not) before the fatal call. */
   prepare(p: PluginChild): Promise<void>;
   fatal(p: PluginChild): Promise<RawResponse>;
-  outcome: Record<(typeof DRIVERS)[number]["name"], Outcome>;
+  /** Per driver; a driver without an entry does not pass through this point this way. */
+  outcome: Partial<Record<DriverName, Outcome>>;
+  /** The crash comes before anything reaches the temp dir. */
+  nothingInTemp?: boolean;
 }
 
 const VICTIM = "victim";
@@ -71,21 +87,26 @@ const applyVictim = (p: PluginChild) => p.applyDiff(VICTIM, "kept", VICTIM_TAR);
 const CASES: FaultCase[] = [
   {
     point: FAULT.createBeforeRename, via: "Create", prepare: async () => {}, fatal: createVictim("Create"),
-    outcome: { vfs: "absent", overlay: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
   },
   {
     point: FAULT.createBeforeRename, via: "CreateReadWrite", prepare: async () => {}, fatal: createVictim("CreateReadWrite"),
-    outcome: { vfs: "absent", overlay: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
+  },
+  {
+    // The image is complete once placed: the next start mounts it and the layer is there, empty.
+    point: FAULT.createBeforeMount, via: "CreateReadWrite", prepare: async () => {}, fatal: createVictim("CreateReadWrite"),
+    outcome: { "overlay-sized": "created" },
   },
   {
     point: FAULT.applyMidExtract, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
-    fatal: applyVictim, outcome: { vfs: "unchanged", overlay: "unchanged" },
+    fatal: applyVictim, outcome: { vfs: "unchanged", overlay: "unchanged", "overlay-sized": "unchanged" },
   },
   {
     // vfs stops between moving the old tree out and the new one in: recovery finishes the swap.
     // overlay's swap is one renameat2(RENAME_EXCHANGE): not reached means not done.
     point: FAULT.applyBeforeSwap, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
-    fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged" },
+    fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged", "overlay-sized": "unchanged" },
   },
   {
     point: FAULT.removeBeforeDelete, via: "Remove",
@@ -94,7 +115,27 @@ const CASES: FaultCase[] = [
       await p.okApply(VICTIM, "kept", VICTIM_TAR);
     },
     fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
-    outcome: { vfs: "absent", overlay: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
+  },
+  {
+    point: FAULT.removeBeforeDelete, via: "Remove of a container layer",
+    prepare: async (p) => {
+      await p.ok("GraphDriver.CreateReadWrite", { ID: VICTIM, Parent: "kept", MountLabel: "", StorageOpt: {} });
+      await p.okApply(VICTIM, "kept", VICTIM_TAR);
+    },
+    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
+  },
+  {
+    // Unmounted but its image still in place: the layer comes back whole rather than half deleted.
+    point: FAULT.removeAfterUnmount, via: "Remove of a container layer",
+    prepare: async (p) => {
+      await p.ok("GraphDriver.CreateReadWrite", { ID: VICTIM, Parent: "kept", MountLabel: "", StorageOpt: {} });
+      await p.okApply(VICTIM, "kept", VICTIM_TAR);
+    },
+    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    outcome: { "overlay-sized": "unchanged" },
+    nothingInTemp: true,
   },
 ];
 
@@ -111,6 +152,20 @@ async function layerSnapshot(p: PluginChild, id: string): Promise<Record<string,
 /** Mount points under `dir`, as the kernel lists them. */
 function mountsIn(dir: string): string[] {
   return mountsUnder(parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8")), fs.realpathSync(dir)).map((m) => m.mountPoint).sort();
+}
+
+/** Mounts of layer views under Home: everything but the size-limited layers' own filesystems (`Home/<id>`). */
+function viewMounts(home: string): string[] {
+  const real = fs.realpathSync(home);
+  return mountsIn(home).filter((mp) => path.dirname(mp) !== real);
+}
+
+/** Each size-limited layer's image is mounted on its directory, and nothing else is mounted there. */
+function expectImagesMounted(home: string): void {
+  const real = fs.realpathSync(home);
+  const mounted = mountsIn(home).filter((mp) => path.dirname(mp) === real).map((mp) => path.basename(mp)).sort();
+  const images = fs.existsSync(path.join(home, ".quota")) ? fs.readdirSync(path.join(home, ".quota")).map((n) => n.replace(/\.img$/, "")).sort() : [];
+  expect(mounted).toEqual(images);
 }
 
 /** How the process ended, or null when it still runs after `ms`. */
@@ -132,7 +187,7 @@ for (const drv of DRIVERS) {
       plugins = [];
       start = async (fault) => {
         const p = await PluginChild.start({
-          driver: drv.name,
+          driver: drv.driver,
           socket: path.join(root, "p.sock"),
           stateDir: path.join(root, "state"),
           logFile: path.join(root, "plugin.log"),
@@ -150,12 +205,12 @@ for (const drv of DRIVERS) {
       fs.rmSync(root, { recursive: true, force: true });
     });
 
-    for (const c of CASES) {
+    for (const c of CASES.filter((c) => c.outcome[drv.name] !== undefined)) {
       const name = `${c.point} (${c.via}): the layer is ${c.outcome[drv.name]}, everything else intact, serving again`;
       test.skipIf(drv.skip !== null)(drv.skip === null ? name : `${name} (skipped: ${drv.skip})`, async () => {
         // Set up in a plugin without the fault: the setup's own Creates and ApplyDiffs pass the same points.
         const first = await start();
-        await first.ok("GraphDriver.Init", { Home: home, Opts: [], UIDMaps: null, GIDMaps: null });
+        await first.ok("GraphDriver.Init", { Home: home, Opts: drv.opts, UIDMaps: null, GIDMaps: null });
         await first.ok("GraphDriver.Create", { ID: "base", Parent: "" });
         await first.okApply("base", "", BASE_TAR);
         await first.ok("GraphDriver.Create", { ID: "kept", Parent: "base" });
@@ -167,7 +222,7 @@ for (const drv of DRIVERS) {
         const committed = { base: await layerSnapshot(first, "base"), kept: await layerSnapshot(first, "kept") };
         await c.prepare(first);
         const victimBefore = c.outcome[drv.name] === "unchanged" ? await layerSnapshot(first, VICTIM) : null;
-        const heldMounts = mountsIn(home);
+        const heldMounts = viewMounts(home);
         expect(await first.terminate()).toEqual({ code: 0, signal: null });
 
         const doomed = await start(c.point);
@@ -177,21 +232,27 @@ for (const drv of DRIVERS) {
         expect(exit).toEqual({ code: null, signal: "SIGKILL" });
         expect(answer instanceof Error || answer.status !== 200 || answer.body.length === 0).toBe(true);
         // The crash came mid-operation: what it left is recovery's to clear.
-        expect(fs.readdirSync(path.join(home, drv.tmpDir)).length).toBeGreaterThan(0);
+        if (!c.nothingInTemp) expect(fs.readdirSync(path.join(home, drv.tmpDir)).length).toBeGreaterThan(0);
 
         const second = await start();
         expect(fs.readdirSync(path.join(home, drv.tmpDir))).toEqual([]);
-        expect(mountsIn(home)).toEqual(heldMounts);
+        expect(viewMounts(home)).toEqual(heldMounts);
+        expectImagesMounted(home);
         expect(await layerSnapshot(second, "base")).toEqual(committed.base);
         expect(await layerSnapshot(second, "kept")).toEqual(committed.kept);
 
         const exists = (await second.ok("GraphDriver.Exists", { ID: VICTIM })).Exists;
-        const outcome = c.outcome[drv.name];
+        const outcome = c.outcome[drv.name]!;
         expect(exists).toBe(outcome !== "absent");
         if (outcome === "unchanged") expect(await layerSnapshot(second, VICTIM)).toEqual(victimBefore!);
         if (outcome === "applied") {
           await second.ok("GraphDriver.Create", { ID: "reference", Parent: "kept" });
           await second.okApply("reference", "kept", VICTIM_TAR);
+          expect(await layerSnapshot(second, VICTIM)).toEqual(await layerSnapshot(second, "reference"));
+          await second.ok("GraphDriver.Remove", { ID: "reference" });
+        }
+        if (outcome === "created") {
+          await second.ok("GraphDriver.CreateReadWrite", { ID: "reference", Parent: "kept", MountLabel: "", StorageOpt: {} });
           expect(await layerSnapshot(second, VICTIM)).toEqual(await layerSnapshot(second, "reference"));
           await second.ok("GraphDriver.Remove", { ID: "reference" });
         }
@@ -210,7 +271,7 @@ for (const drv of DRIVERS) {
         expect(fs.readFileSync(path.join(runningDir, "written-by-container"), "utf8")).toBe("alive");
         await second.ok("GraphDriver.Put", { ID: "running" });
         await second.ok("GraphDriver.Put", { ID: "running" });
-        expect(mountsIn(home)).toEqual([]);
+        expect(viewMounts(home)).toEqual([]);
 
         const refused = await second.call("GraphDriver.Remove", { ID: "kept" });
         expect(refused.status).toBe(409);
@@ -224,6 +285,7 @@ for (const drv of DRIVERS) {
         for (const id of ["after", VICTIM, "running", "kept", "base"]) await second.ok("GraphDriver.Remove", { ID: id });
         for (const id of ["after", VICTIM, "running", "kept", "base"]) expect((await second.ok("GraphDriver.Exists", { ID: id })).Exists).toBe(false);
         expect(fs.readdirSync(path.join(home, drv.tmpDir))).toEqual([]);
+        expect(mountsIn(home)).toEqual([]);
       }, 30_000);
     }
   });

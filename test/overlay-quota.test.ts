@@ -134,6 +134,17 @@ describe("size-limited layers", () => {
     expect(fs.statSync(path.join(home, ".quota", "c.img")).size).toBe(32 * MiB);
   });
 
+  it("applies a diff into a size-limited layer (staged inside its own filesystem), and refuses one past the size", async () => {
+    driver = await newDriver(home);
+    await container(driver);
+    expect(await driver.applyDiff("c", "c-init", streamOf(await makeTar([file("added", "x".repeat(1000))])))).toBe(1000);
+    expect(fs.readFileSync(path.join(home, "c", "diff", "added"), "utf8")).toBe("x".repeat(1000));
+    const big = await makeTar([file("big", "y".repeat(40 * MiB))]);
+    await expect(driver.applyDiff("c", "c-init", streamOf(big))).rejects.toThrow("ENOSPC");
+    expect(fs.readdirSync(path.join(home, "c", "diff")).sort()).toEqual(["added"]);
+    expect(fs.readdirSync(path.join(home, "c", ".tmp"))).toEqual([]);
+  });
+
   it("diffs a size-limited layer like any other", async () => {
     driver = await newDriver(home);
     await container(driver);

@@ -12,7 +12,7 @@ import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
 import { pathExists, type QuotaImages } from "./quota.ts";
 import {
-  DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, WORK_DIR, childLowers, formatLower,
+  DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, TMP_DIR, WORK_DIR, childLowers, formatLower,
   idOfLinkTarget, isLinkId, linkTarget, newLinkId, parseLower,
 } from "./layout.ts";
 
@@ -39,6 +39,17 @@ export class LayerStore {
   /** A fresh path under `.tmp/`. */
   tmp(prefix: string, id: string): string {
     return path.join(this.layout.tmpDir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
+  }
+
+  /**
+   * A fresh temp path on the same filesystem as the layer's files, for work that ends in a rename
+   * into the layer: `.tmp/` for most layers, `<id>/.tmp/` inside a size-limited layer's own image.
+   */
+  async tmpBeside(prefix: string, id: string): Promise<string> {
+    if (!(await pathExists(this.layout.quotaImage(id)))) return this.tmp(prefix, id);
+    const dir = path.join(this.layout.layer(id), TMP_DIR);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    return path.join(dir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
   }
 
   /** Whether the layer exists: its `link` file does (a size-limited layer's dir is empty until mounted). */
@@ -138,11 +149,13 @@ export class LayerStore {
         this.#quota.unmount(staging);
         stagingMounted = false;
         const placed = this.layout.quotaImage(id);
+        faultPoint(FAULT.createBeforeRename);
         await fs.rename(image, placed);
         placedImage = true;
         await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
           if (!hasCode(err, "EEXIST")) throw err;
         });
+        faultPoint(FAULT.createBeforeMount);
         this.#quota.mount(placed, dir);
         await fs.rmdir(staging).catch((e) => this.#log.warn("create left a temp dir", { id, err: String(e) }));
       }
@@ -210,7 +223,9 @@ export class LayerStore {
       // The layer's files are its image's: unmounted, the layer is gone (no link file shows). A crash
       // before the image leaves `.quota/` brings the layer back whole at the next start.
       this.#quota.unmount(dir);
+      faultPoint(FAULT.removeAfterUnmount);
       await fs.rename(image, `${doomed}.img`);
+      faultPoint(FAULT.removeBeforeDelete);
       await fs.rmdir(dir).catch((e) => this.#log.warn("remove left a directory", { id, err: String(e) }));
       if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
       await fs.rm(`${doomed}.img`, { force: true }).catch((e) => this.#log.warn("remove left an image", { id, err: String(e) }));
@@ -247,14 +262,19 @@ export class LayerStore {
     });
     for (const name of names) {
       const id = name.endsWith(".img") ? name.slice(0, -".img".length) : "";
-      if (!LAYER_ID_PATTERN.test(id) || mounted.has(id)) continue;
+      if (!LAYER_ID_PATTERN.test(id)) continue;
       const dir = this.layout.layer(id);
+      if (mounted.has(id)) {
+        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
+        continue;
+      }
       try {
         await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
           if (!hasCode(err, "EEXIST")) throw err;
         });
         this.#quota.mount(this.layout.quotaImage(id), dir);
         this.#log.info("mounted a layer image", { id });
+        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
       } catch (err) {
         this.#log.error("cannot mount a layer image", { id, err: String(err) });
       }

@@ -38,7 +38,8 @@ export class NativeDiff {
   async apply(id: string, tar: ReadableStream<Uint8Array>): Promise<number> {
     const layout = this.#store.layout;
     const diff = layout.diff(id);
-    const staging = this.#store.tmp(TMP_PREFIX.apply, id);
+    // The swap below is a rename: staging must be on the upper dir's filesystem.
+    const staging = await this.#store.tmpBeside(TMP_PREFIX.apply, id);
     const hasParent = (await this.#store.lowers(id)).length > 0;
     let size: number;
     try {
