@@ -53,7 +53,9 @@ export function createApp(source: DriverSource, log: Logger = silentLogger): Hon
   });
 
   app.onError((err, c) => {
-    const { status, body } = toErrResponse(err);
+    const method = c.req.path.slice(1).replace(/^GraphDriver\./, "");
+    const id = c.get("layerId");
+    const { status, body } = toErrResponse(err, id ? `${method} of layer "${id}" failed` : `${method} failed`);
     c.set("errMessage", body.Err);
     return _json(body, status);
   });

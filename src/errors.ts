@@ -93,9 +93,16 @@ export function hasCode(err: unknown, ...codes: string[]): boolean {
   return typeof code === "string" && codes.includes(code);
 }
 
-/** The protocol's error body and status for any thrown value. */
-export function toErrResponse(err: unknown): { status: number; body: { Err: string } } {
+/**
+ * The protocol's error body and status for any thrown value; `during` ("ApplyDiff of layer "x"")
+ * prefixes errors that are not ours.
+ * @example
+ * toErrResponse(new NotFoundError('Cannot get layer "x": it does not exist')); // { status: 404, body: { Err: "Cannot get layer …" } }
+ */
+export function toErrResponse(err: unknown, during?: string): { status: number; body: { Err: string } } {
   if (err instanceof StrataError) return { status: err.status, body: { Err: err.message } };
-  const message = err instanceof Error ? err.message : String(err);
-  return { status: 500, body: { Err: message || "internal error" } };
+  // Not one of ours (a runtime fs error such as "ENOSPC: no space left on device, write"): it names
+  // neither the call nor the layer, so say which.
+  const message = (err instanceof Error ? err.message : String(err)) || "internal error";
+  return { status: 500, body: { Err: during ? `${during}: ${message}` : message } };
 }
