@@ -31,5 +31,8 @@ export const listenTcp: ListenTcp = async (hostname: string, port: number, fetch
 // router) rejects: give it an absolute URL, keeping the body stream.
 function _absolute(req: Request): Request {
   if (!req.url.startsWith("/")) return req;
-  return new Request(`http://plugin${req.url}`, req);
+  // Hand over the body stream itself: `new Request(url, req)` makes Bun read the whole upload (a
+  // layer, gigabytes) into memory at socket speed, with no backpressure.
+  const init = { method: req.method, headers: req.headers, body: req.body, duplex: "half" };
+  return new Request(`http://plugin${req.url}`, init as RequestInit);
 }
