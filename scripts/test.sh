@@ -32,7 +32,7 @@ for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
 done
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
   for driver in vfs overlay; do
-    STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts
+    STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
   done
 fi
 

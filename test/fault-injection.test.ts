@@ -83,6 +83,12 @@ const AFTER_TAR = await makeTar([file("after/proof", "still serving")]);
 
 const createVictim = (method: string) => (p: PluginChild) => p.call(`GraphDriver.${method}`, { ID: VICTIM, Parent: "kept" });
 const applyVictim = (p: PluginChild) => p.applyDiff(VICTIM, "kept", VICTIM_TAR);
+/** A victim with content: an image layer (Create) or a container layer (CreateReadWrite). */
+const appliedVictim = (method: "Create" | "CreateReadWrite") => async (p: PluginChild) => {
+  await p.ok(`GraphDriver.${method}`, { ID: VICTIM, Parent: "kept", MountLabel: "", StorageOpt: {} });
+  await p.okApply(VICTIM, "kept", VICTIM_TAR);
+};
+const removeVictim = (p: PluginChild) => p.call("GraphDriver.Remove", { ID: VICTIM });
 
 const CASES: FaultCase[] = [
   {
@@ -109,31 +115,16 @@ const CASES: FaultCase[] = [
     fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged", "overlay-sized": "unchanged" },
   },
   {
-    point: FAULT.removeBeforeDelete, via: "Remove",
-    prepare: async (p) => {
-      await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" });
-      await p.okApply(VICTIM, "kept", VICTIM_TAR);
-    },
-    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    point: FAULT.removeBeforeDelete, via: "Remove", prepare: appliedVictim("Create"), fatal: removeVictim,
     outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
   },
   {
-    point: FAULT.removeBeforeDelete, via: "Remove of a container layer",
-    prepare: async (p) => {
-      await p.ok("GraphDriver.CreateReadWrite", { ID: VICTIM, Parent: "kept", MountLabel: "", StorageOpt: {} });
-      await p.okApply(VICTIM, "kept", VICTIM_TAR);
-    },
-    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    point: FAULT.removeBeforeDelete, via: "Remove of a container layer", prepare: appliedVictim("CreateReadWrite"), fatal: removeVictim,
     outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent" },
   },
   {
     // Unmounted but its image still in place: the layer comes back whole rather than half deleted.
-    point: FAULT.removeAfterUnmount, via: "Remove of a container layer",
-    prepare: async (p) => {
-      await p.ok("GraphDriver.CreateReadWrite", { ID: VICTIM, Parent: "kept", MountLabel: "", StorageOpt: {} });
-      await p.okApply(VICTIM, "kept", VICTIM_TAR);
-    },
-    fatal: (p) => p.call("GraphDriver.Remove", { ID: VICTIM }),
+    point: FAULT.removeAfterUnmount, via: "Remove of a container layer", prepare: appliedVictim("CreateReadWrite"), fatal: removeVictim,
     outcome: { "overlay-sized": "unchanged" },
     nothingInTemp: true,
   },

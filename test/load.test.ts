@@ -71,9 +71,13 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
     });
     afterEach(async () => {
       if (skip) return;
-      await driver.cleanup();
-      for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
-      fs.rmSync(root, { recursive: true, force: true });
+      try {
+        await driver.cleanup();
+      } finally {
+        // Even when the case or cleanup failed: nothing of ours stays mounted or on disk.
+        for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
+        fs.rmSync(root, { recursive: true, force: true });
+      }
     });
 
     test.skipIf(!!skip)(`takes ${CONCURRENT} ApplyDiffs at once into ${CONCURRENT} layers; every layer exact, fds and mounts back to baseline${skip ? ` (skipped: ${skip})` : ""}`, async () => {
@@ -101,9 +105,10 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
         } finally {
           await driver.put(`l${i}`);
         }
-        const names: string[] = [];
-        for await (const e of readTar(await driver.diff(`l${i}`, "base"))) names.push(e.header.name);
-        expect(names.filter((n) => n.endsWith("/data"))).toEqual([`layer/${i}/data`]);
+        // The Diff route gives back exactly the files the tar held: same names, same bytes.
+        const res = await app.fetch(new Request("http://plugin/GraphDriver.Diff", { method: "POST", body: JSON.stringify({ ID: `l${i}`, Parent: "base" }) + "\n" }));
+        expect(res.status).toBe(200);
+        expect(await _regularFiles(res.body!)).toEqual(_expectedFiles(i, contents(i)));
       }
       expect(fs.readdirSync(path.join(home, tmpDir))).toEqual([]);
       expect(mountsUnder(home).length).toBe(mountsBefore);
@@ -146,10 +151,14 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
     });
     afterEach(async () => {
       if (why) return;
-      await driver?.cleanup();
-      driver = undefined;
-      for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
-      fs.rmSync(root, { recursive: true, force: true });
+      try {
+        await driver?.cleanup();
+      } finally {
+        driver = undefined;
+        // Unmounting the image detaches its loop device (autoclear), even after a failed case.
+        for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
+        fs.rmSync(root, { recursive: true, force: true });
+      }
     });
 
     test.skipIf(!!why)(`fails an ApplyDiff that fills Home with a clear error, leaves no half layer, keeps serving${why ? ` (skipped: ${why})` : ""}`, async () => {
@@ -198,4 +207,26 @@ async function _contents(driver: Driver, id: string) {
   } finally {
     await driver.put(id);
   }
+}
+
+/** Name → content of every regular file in a tar stream (directories carry no content of their own). */
+async function _regularFiles(stream: ReadableStream<Uint8Array>): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for await (const e of readTar(stream)) {
+    if (e.header.type !== "file") {
+      await e.skip();
+      continue;
+    }
+    const chunks: Uint8Array[] = [];
+    for await (const c of e.body) chunks.push(c);
+    out[e.header.name] = Buffer.concat(chunks).toString("utf8");
+  }
+  return out;
+}
+
+/** The files layer `i`'s tar held, as {@link _regularFiles} reads them. */
+function _expectedFiles(i: number, [data, ...small]: string[]): Record<string, string> {
+  const out: Record<string, string> = { [`layer/${i}/data`]: data! };
+  small.forEach((c, j) => (out[`layer/${i}/f${j}`] = c));
+  return out;
 }

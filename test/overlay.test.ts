@@ -21,29 +21,15 @@ import { mountsUnder, parseMountInfo } from "../drivers/overlay/mountinfo.ts";
 import { upperChanges, upperSize } from "../drivers/overlay/upper-changes.ts";
 import { runDriverSuite } from "./driver-suite.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
+import { overlayUnavailable } from "./helpers/overlay-probe.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
 const S_IFCHR = 0o020000;
 const OPAQUE = "trusted.overlay.opaque";
 
-/** Whether an overlay can be mounted here (root, overlay in the kernel, a filesystem overlay accepts). */
-function _canMountOverlay(): boolean {
-  if (!isRoot) return false;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "strata-overlay-probe-"));
-  try {
-    for (const d of ["l", "u", "w", "m"]) fs.mkdirSync(path.join(dir, d));
-    sys.mount("overlay", path.join(dir, "m"), "overlay", 0, `lowerdir=${dir}/l,upperdir=${dir}/u,workdir=${dir}/w`);
-    sys.umount2(path.join(dir, "m"), 0);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-const canMountOverlay = _canMountOverlay();
-const NO_OVERLAY = !isRoot ? "mounting overlay needs root" : "this kernel cannot mount overlay on the temp dir's filesystem";
+const NO_OVERLAY = overlayUnavailable(sys) ?? undefined;
+const canMountOverlay = NO_OVERLAY === undefined;
 
 /** A new overlay driver on `home`. */
 function newDriver(home: string, options: Record<string, string> = {}): Promise<Driver> {

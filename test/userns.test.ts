@@ -17,6 +17,7 @@ import { silentLogger } from "../src/log.ts";
 import { Plugin } from "../src/plugin.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
+import { overlayUnavailable } from "./helpers/overlay-probe.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -27,21 +28,6 @@ const uidMaps: IdMap[] = [{ container_id: 0, host_id: UID_BASE, size: SIZE }];
 const gidMaps: IdMap[] = [{ container_id: 0, host_id: GID_BASE, size: SIZE }];
 const hasSetpriv = spawnSync("setpriv", ["--version"]).status === 0;
 
-/** Whether overlay mounts here (the overlay cases need it). */
-function _canMountOverlay(): boolean {
-  if (!isRoot) return false;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "strata-userns-probe-"));
-  try {
-    for (const d of ["l", "u", "w", "m"]) fs.mkdirSync(path.join(dir, d));
-    sys.mount("overlay", path.join(dir, "m"), "overlay", 0, `lowerdir=${dir}/l,upperdir=${dir}/u,workdir=${dir}/w`);
-    sys.umount2(path.join(dir, "m"), 0);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 interface Case {
   name: string;
@@ -54,7 +40,7 @@ const cases: Case[] = [
   {
     name: "overlay",
     init: initOverlay,
-    skip: !isRoot ? "chown to the remapped ids and overlay mounts need root" : _canMountOverlay() ? undefined : "this kernel cannot mount overlay here",
+    skip: !isRoot ? "chown to the remapped ids and overlay mounts need root" : overlayUnavailable(sys) ?? undefined,
   },
 ];
 

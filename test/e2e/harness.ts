@@ -194,6 +194,17 @@ export class E2EEnv {
     return report;
   }
 
+  /** Copy dockerd's and the plugin's logs to `/tmp/<root>-logs`, where a reader finds them after teardown; returns that dir. */
+  keepLogs(): string {
+    const keep = `/tmp/${path.basename(this.root)}-logs`;
+    fs.mkdirSync(keep, { recursive: true });
+    for (const f of ["dockerd.log", "plugin.log"]) {
+      const src = path.join(this.root, f);
+      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
+    }
+    return keep;
+  }
+
   /** Mount points under the temp root right now. */
   mounts(): string[] {
     return mountsUnder(this.root);

@@ -82,14 +82,7 @@ export function runScenario(opts: ScenarioOptions): void {
     afterAll(async () => {
       if (!env) return;
       if (failed > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1") {
-        // Keep the logs of a failed run where a reader can find them after the temp root is gone.
-        const keep = `/tmp/${path.basename(env.root)}-logs`;
-        fs.mkdirSync(keep, { recursive: true });
-        for (const f of ["dockerd.log", "plugin.log"]) {
-          const src = path.join(env.root, f);
-          if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
-        }
-        console.error(`[e2e ${opts.name}] logs kept in ${keep}`);
+        console.error(`[e2e ${opts.name}] logs kept in ${env.keepLogs()}`);
       }
       const report = await env.teardown().catch((err: Error) => {
         console.error(`[e2e ${opts.name}] teardown failed: ${err.message}`);

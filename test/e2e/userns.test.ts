@@ -89,13 +89,7 @@ describe(`plugin (${driver}) on a dockerd with --userns-remap=default`, () => {
   afterAll(async () => {
     if (!env) return;
     if (failed > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1") {
-      const keep = `/tmp/${path.basename(env.root)}-logs`;
-      fs.mkdirSync(keep, { recursive: true });
-      for (const f of ["dockerd.log", "plugin.log"]) {
-        const src = path.join(env.root, f);
-        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
-      }
-      console.error(`[e2e userns] logs kept in ${keep}`);
+      console.error(`[e2e userns] logs kept in ${env.keepLogs()}`);
     }
     const report = await env.teardown().catch((err: Error) => {
       console.error(`[e2e userns] teardown failed: ${err.message}`);
