@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { Driver } from "./driver.ts";
-import { InvalidRequestError, toErrResponse } from "./errors.ts";
+import { InvalidRequestError, NotFoundError, toErrResponse } from "./errors.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import {
   ApplyDiffQuery, CreateRequest, DiffRequest, GetRequest, IdRequest, InitRequest, PLUGIN_MEDIA_TYPE,
@@ -123,6 +123,10 @@ export function createApp(source: DriverSource, log: Logger = silentLogger): Hon
   route("GraphDriver.ApplyDiff", async (c) => {
     const query = parseRequest("ApplyDiff", ApplyDiffQuery, { id: c.req.query("id"), parent: c.req.query("parent") ?? "" });
     c.set("layerId", query.id);
+    // The daemon names the layer's real parent; one that is not there means the caller is confused.
+    if (query.parent !== "" && !(await source.current().exists(query.parent))) {
+      throw new NotFoundError(`Cannot apply a diff to layer "${query.id}" on "${query.parent}": the parent does not exist`);
+    }
     // A dropped call is resent with an empty body: applying "nothing" would report success for a layer never written.
     const tar = await _nonEmpty(c.req.raw.body);
     if (!tar) throw new InvalidRequestError(`Invalid ApplyDiff request for layer "${query.id}": empty body`);

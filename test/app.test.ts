@@ -100,6 +100,15 @@ describe("protocol app", () => {
     expect((await call("GraphDriver.ApplyDiff", "x", "?id=../x")).status).toBe(400);
   });
 
+  test("refuses an ApplyDiff whose parent does not exist (or is not an ID) before reading the layer", async () => {
+    const { call, driver } = setup();
+    await call("GraphDriver.Create", { ID: "l1" });
+    const missing = await call("GraphDriver.ApplyDiff", "some layer bytes", "?id=l1&parent=gone");
+    expect(missing).toMatchObject({ status: 404, json: { Err: 'Cannot apply a diff to layer "l1" on "gone": the parent does not exist' } });
+    expect((await call("GraphDriver.ApplyDiff", "x", "?id=l1&parent=../etc")).status).toBe(400);
+    expect(driver.layers.get("l1")?.bytes).toBe(0);
+  });
+
   test("answers Status, Capabilities (nested), GetMetadata, Changes, DiffSize, Exists, Cleanup", async () => {
     const { call, driver } = setup();
     await call("GraphDriver.Create", { ID: "l1" });
