@@ -92,11 +92,19 @@ function streamBigLayer(socket: string, id: string, size: number): Promise<{ sta
 
 describe(`load on the plugin (${driver})`, () => {
   let env: E2EEnv | undefined;
+  // Raised when a case starts and lowered when it ends well, so a case bun abandons at its timeout counts too.
+  let unfinished = 0;
   afterAll(async () => {
-    await env?.teardown();
+    if (!env) return;
+    if (unfinished > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1") console.error(`[load ${driver}] logs kept in ${env.keepLogs()}`);
+    const report = await env.teardown();
+    if (report.killed.length || report.unmounted.length) {
+      console.error(`[load ${driver}] teardown had to kill ${JSON.stringify(report.killed)} and unmount ${JSON.stringify(report.unmounted)}`);
+    }
   }, 120_000);
 
   test.skipIf(!!skip)(`${CYCLES} docker run --rm cycles, ${PARALLEL} at a time: no errors, mounts and plugin fds back to baseline${skip ? ` (skipped: ${skip})` : ""}`, async () => {
+    unfinished++;
     env = await E2EEnv.create({ plugin: { command: [binary], driver, logLevel: "warn" } });
     await env.start();
     const docker = (...args: string[]) => env!.dockerd.docker(...args);
@@ -141,10 +149,12 @@ describe(`load on the plugin (${driver})`, () => {
     // A sanity bound, not a target: a leak of per-call state would cross it long before 300 cycles.
     expect(hwm).toBeLessThan(512 * 1024);
     expect(succeeded(await docker("ps", "-aq")).trim()).toBe("");
+    unfinished--;
   }, 1_800_000);
 
   test.skipIf(!!skip)(`applies a 2 GiB layer with flat plugin memory${skip ? ` (skipped: ${skip})` : ""}`, async () => {
     if (!env) throw new Error("Not run: the load test did not start dockerd");
+    unfinished++;
     const pid = env.plugin!.pid!;
     const socket = env.pluginSocket!;
     const id = "strata-load-2g";
@@ -177,5 +187,6 @@ describe(`load on the plugin (${driver})`, () => {
     // Streaming: the peak may grow by buffers in flight, never by anything near the layer's size.
     expect(hwmAfter - hwmBefore).toBeLessThan(256 * 1024);
     expect(JSON.parse((await rawCall(socket, "/GraphDriver.Remove", JSON.stringify({ ID: id }))).body.toString())).toEqual({ Err: "" });
+    unfinished--;
   }, 900_000);
 });
