@@ -187,6 +187,25 @@ describe("size-limited layers", () => {
     expect(await driver.exists("base")).toBe(true);
   });
 
+  it("creates and removes 16 size-limited layers at once, each on its own loop device", async () => {
+    driver = await newDriver(home);
+    await driver.create("img", "", {});
+    const ids = Array.from({ length: 16 }, (_, i) => `c${i}`);
+    await Promise.all(ids.map((id) => driver!.createReadWrite(id, "img", { storageOpt: { size: "16M" } })));
+    const devices = _mountsUnder(home).filter(([, type]) => type === "ext4").map(([, , source]) => source);
+    expect(devices.length).toBe(16);
+    expect(new Set(devices).size).toBe(16);
+    await Promise.all(ids.map(async (id) => {
+      const dir = await driver!.get(id, "");
+      fs.writeFileSync(path.join(dir, "own"), id);
+      await driver!.put(id);
+    }));
+    for (const id of ids) expect(fs.readFileSync(path.join(home, id, "diff", "own"), "utf8")).toBe(id);
+    await Promise.all(ids.map((id) => driver!.remove(id)));
+    expect(_mountsUnder(home)).toEqual([]);
+    expect(fs.readdirSync(path.join(home, ".quota"))).toEqual([]);
+  });
+
   it("takes strata.size as the default for read-write layers only", async () => {
     driver = await newDriver(home, { size: "24M" });
     await driver.create("img", "", {});
