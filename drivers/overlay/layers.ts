@@ -144,8 +144,9 @@ export class LayerStore {
         await fs.rename(staging, dir);
       } else {
         // A mount point cannot be renamed: the finished filesystem is unmounted and mounted again on
-        // the layer's own directory. The layer exists once that mount shows its link file; a crash
-        // before that leaves an image that the next start mounts (it is complete) or deletes.
+        // the layer's own directory. The layer exists once that mount shows its link file. After a
+        // crash the next start deletes an image still in `.tmp/` and mounts one already in `.quota/`
+        // (it is complete by then).
         this.#quota.unmount(staging);
         stagingMounted = false;
         const placed = this.layout.quotaImage(id);
@@ -160,7 +161,14 @@ export class LayerStore {
         await fs.rmdir(staging).catch((e) => this.#log.warn("create left a temp dir", { id, err: String(e) }));
       }
     } catch (err) {
-      if (stagingMounted) this.#quota.unmount(staging);
+      if (stagingMounted) {
+        try {
+          this.#quota.unmount(staging);
+        } catch (e) {
+          // Left mounted in `.tmp/`: the next start unmounts it before emptying `.tmp/`.
+          this.#log.warn("create left a mount", { id, err: String(e) });
+        }
+      }
       await fs.rm(staging, { recursive: true, force: true });
       if (image !== null) await fs.rm(image, { force: true });
       if (placedImage) {
