@@ -9,9 +9,10 @@ import * as path from "node:path";
 import { readTar } from "../src/archive/tar-reader.ts";
 import type { Driver } from "../src/driver.ts";
 import { BusyError } from "../src/errors.ts";
-import { MNT, type Sys } from "../src/sys/types.ts";
+import type { Sys } from "../src/sys/types.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
+import { unmountBelow } from "./helpers/mounts.ts";
 
 /** How a driver joins the suite. */
 export interface SuiteOptions {
@@ -63,9 +64,7 @@ export function runDriverSuite(opts: SuiteOptions): void {
       if (opts.skip) return;
       await driver.cleanup();
       // Cleanup keeps what holds layers (a size-limited layer's own filesystem): unmount it to delete the root.
-      const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")
-        .map((l) => (l.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-      for (const mp of mounts.filter((m) => m.startsWith(`${root}/`)).sort((a, b) => b.length - a.length)) sys.umount2(mp, MNT.DETACH);
+      unmountBelow(sys, root);
       fs.rmSync(root, { recursive: true, force: true });
     });
     const it = (name: string, fn: () => Promise<void>, timeout = 30_000) => test.skipIf(!!opts.skip)(name, fn, timeout);

@@ -9,16 +9,15 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parseMountInfo, mountsUnder } from "../drivers/overlay/mountinfo.ts";
 import { findMkfs } from "../drivers/overlay/quota.ts";
 import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/fault.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { MNT } from "../src/sys/types.ts";
 import { entry, file, makeTar } from "./helpers/layer-tar.ts";
 import { overlayUnavailable } from "./helpers/overlay-probe.ts";
 import { type ChildExit, PluginChild } from "./helpers/plugin-child.ts";
 import type { RawResponse } from "./helpers/raw-http.ts";
 import { type NodeInfo, snapshot } from "./helpers/tree.ts";
+import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -140,9 +139,9 @@ async function layerSnapshot(p: PluginChild, id: string): Promise<Record<string,
   }
 }
 
-/** Mount points under `dir`, as the kernel lists them. */
+/** Mount points under `dir`, sorted. */
 function mountsIn(dir: string): string[] {
-  return mountsUnder(parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8")), fs.realpathSync(dir)).map((m) => m.mountPoint).sort();
+  return mountsBelow(dir).map((m) => m.mountPoint).sort();
 }
 
 /** Mounts of layer views under Home: everything but the size-limited layers' own filesystems (`Home/<id>`). */
@@ -192,7 +191,7 @@ for (const drv of DRIVERS) {
     afterEach(async () => {
       if (drv.skip) return;
       for (const p of plugins) await p.stop();
-      for (const mp of mountsIn(root)) sys.umount2(mp, MNT.DETACH);
+      unmountBelow(sys, root);
       fs.rmSync(root, { recursive: true, force: true });
     });
 

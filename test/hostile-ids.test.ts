@@ -11,11 +11,11 @@ import type { Driver } from "../src/driver.ts";
 import { InvalidRequestError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { MNT } from "../src/sys/types.ts";
 import { initOverlay } from "../drivers/overlay/driver.ts";
 import { initVfs } from "../drivers/vfs/driver.ts";
 import { file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
+import { unmountBelow } from "./helpers/mounts.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -54,10 +54,7 @@ for (const [name, newDriver, skip] of drivers) {
     afterEach(async () => {
       if (skip) return;
       await driver.cleanup();
-      for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").reverse()) {
-        const mp = line.split(" ")[4];
-        if (mp?.startsWith(`${root}/`)) sys.umount2(mp, MNT.DETACH);
-      }
+      unmountBelow(sys, root);
       fs.rmSync(root, { recursive: true, force: true });
     });
 

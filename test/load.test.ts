@@ -16,9 +16,10 @@ import type { Driver, DriverConfig } from "../src/driver.ts";
 import { silentLogger } from "../src/log.ts";
 import { readTar } from "../src/archive/tar-reader.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { MNT } from "../src/sys/types.ts";
 import { file, makeTar } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
+import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
+import { settle } from "./helpers/settle.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -30,26 +31,9 @@ const DRIVERS: Array<[string, (c: DriverConfig) => Promise<Driver>, string, stri
   ["overlay", initOverlay, ".tmp", isRoot ? undefined : "overlay mounts need root"],
 ];
 
-/** Mount points under `dir`, octal escapes decoded. */
-function mountsUnder(dir: string): string[] {
-  return fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")
-    .map((l) => (l.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((mp) => mp.startsWith(`${dir}/`));
-}
-
 /** This process's open file descriptors. */
 function openFds(): number {
   return fs.readdirSync("/proc/self/fd").length;
-}
-
-/** Poll until `fn` returns `want` (the runtime closes some fds a moment after the call settles). */
-async function settles(fn: () => number, want: number): Promise<number> {
-  let got = fn();
-  for (let i = 0; i < 100 && got > want; i++) {
-    await Bun.sleep(20);
-    got = fn();
-  }
-  return got;
 }
 
 for (const [name, init, tmpDir, skip] of DRIVERS) {
@@ -75,7 +59,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
         await driver.cleanup();
       } finally {
         // Even when the case or cleanup failed: nothing of ours stays mounted or on disk.
-        for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
+        unmountBelow(sys, root);
         fs.rmSync(root, { recursive: true, force: true });
       }
     });
@@ -90,7 +74,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
       }));
       for (let i = 0; i < CONCURRENT; i++) expect((await call("Create", JSON.stringify({ ID: `l${i}`, Parent: "base" }))).status).toBe(200);
       const fdsBefore = openFds();
-      const mountsBefore = mountsUnder(home).length;
+      const mountsBefore = mountsBelow(home).length;
 
       const answers = await Promise.all(tars.map((tar, i) => call("ApplyDiff", tar, `?id=l${i}&parent=base`)));
       expect(answers.filter((a) => a.status !== 200)).toEqual([]);
@@ -111,8 +95,8 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
         expect(await _regularFiles(res.body!)).toEqual(_expectedFiles(i, contents(i)));
       }
       expect(fs.readdirSync(path.join(home, tmpDir))).toEqual([]);
-      expect(mountsUnder(home).length).toBe(mountsBefore);
-      expect(await settles(openFds, fdsBefore)).toBeLessThanOrEqual(fdsBefore);
+      expect(mountsBelow(home).length).toBe(mountsBefore);
+      expect(await settle(openFds, fdsBefore, 2_000)).toBeLessThanOrEqual(fdsBefore);
     }, 120_000);
   });
 }
@@ -156,7 +140,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
       } finally {
         driver = undefined;
         // Unmounting the image detaches its loop device (autoclear), even after a failed case.
-        for (const mp of mountsUnder(root).reverse()) sys.umount2(mp, MNT.DETACH);
+        unmountBelow(sys, root);
         fs.rmSync(root, { recursive: true, force: true });
       }
     });

@@ -11,11 +11,11 @@ import type { Driver } from "../src/driver.ts";
 import { InvalidRequestError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { MNT } from "../src/sys/types.ts";
 import { initOverlay } from "../drivers/overlay/driver.ts";
 import { MIN_SIZE, findMkfs, parseSize } from "../drivers/overlay/quota.ts";
 import { runDriverSuite } from "./driver-suite.ts";
 import { file, makeTar, streamOf } from "./helpers/layer-tar.ts";
+import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 
 const sys = createSys();
 const MiB = 1024 * 1024;
@@ -33,17 +33,6 @@ function newDriver(home: string, options: Record<string, string> = {}): Promise<
   return initOverlay({ home, options, uidMaps: [], gidMaps: [], sys, log: silentLogger });
 }
 
-/** Mounts whose mount point is under `dir`, as [mountPoint, fsType, source]. */
-function _mountsUnder(dir: string): string[][] {
-  const out: string[][] = [];
-  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const f = line.split(" ");
-    const sep = f.indexOf("-", 6);
-    if (sep > 0 && f[4].startsWith(`${dir}/`)) out.push([f[4], f[sep + 1], f[sep + 2]]);
-  }
-  return out;
-}
-
 /** Loop devices whose backing file is under `dir`. */
 function _loopsBackedUnder(dir: string): string[] {
   const out: string[] = [];
@@ -54,10 +43,6 @@ function _loopsBackedUnder(dir: string): string[] {
   return out;
 }
 
-/** Unmount everything under `dir`, deepest first (as a reboot would leave it). */
-function _unmountAll(dir: string): void {
-  for (const [mp] of _mountsUnder(dir).sort((a, b) => b[0].length - a[0].length)) sys.umount2(mp, MNT.DETACH);
-}
 
 describe("parseSize", () => {
   test("reads sizes as docker's --storage-opt size does: binary units, any case, optional i and b", () => {
@@ -90,10 +75,11 @@ describe("size-limited layers", () => {
   afterEach(async () => {
     await driver?.cleanup().catch(() => {});
     driver = undefined;
-    _unmountAll(root);
+    unmountBelow(sys, root);
     fs.rmSync(root, { recursive: true, force: true });
   });
-  const it = (name: string, fn: () => Promise<void>) => test.skipIf(!!UNAVAILABLE)(name, fn, 60_000);
+  const it = (name: string, fn: () => Promise<void>) =>
+    test.skipIf(!!UNAVAILABLE)(UNAVAILABLE ? `${name} (skipped: ${UNAVAILABLE})` : name, fn, 60_000);
 
   /** A base image layer holding one file, and a size-limited container layer on it. */
   async function container(d: Driver, size = "32M"): Promise<void> {
@@ -128,8 +114,8 @@ describe("size-limited layers", () => {
       await driver.put("c");
     }
     // The backing filesystem holds none of it: the layer's files are inside its image.
-    const mounts = _mountsUnder(home);
-    expect(mounts.filter(([, type, source]) => type === "ext4" && source.startsWith("/dev/loop")).map(([mp]) => path.basename(mp)).sort())
+    const mounts = mountsBelow(home);
+    expect(mounts.filter((m) => m.fsType === "ext4" && m.source.startsWith("/dev/loop")).map((m) => path.basename(m.mountPoint)).sort())
       .toEqual(["c", "c-init"]);
     expect(fs.statSync(path.join(home, ".quota", "c.img")).size).toBe(32 * MiB);
   });
@@ -177,7 +163,7 @@ describe("size-limited layers", () => {
     await driver.remove("c-init");
     expect(await driver.exists("c")).toBe(false);
     expect(await driver.exists("c-init")).toBe(false);
-    expect(_mountsUnder(home)).toEqual([]);
+    expect(mountsBelow(home)).toEqual([]);
     expect(fs.readdirSync(path.join(home, ".quota"))).toEqual([]);
     expect(fs.readdirSync(path.join(home, ".tmp"))).toEqual([]);
     expect(fs.existsSync(path.join(home, "c"))).toBe(false);
@@ -192,7 +178,7 @@ describe("size-limited layers", () => {
     await driver.create("img", "", {});
     const ids = Array.from({ length: 16 }, (_, i) => `c${i}`);
     await Promise.all(ids.map((id) => driver!.createReadWrite(id, "img", { storageOpt: { size: "16M" } })));
-    const devices = _mountsUnder(home).filter(([, type]) => type === "ext4").map(([, , source]) => source);
+    const devices = mountsBelow(home).filter((m) => m.fsType === "ext4").map((m) => m.source);
     expect(devices.length).toBe(16);
     expect(new Set(devices).size).toBe(16);
     await Promise.all(ids.map(async (id) => {
@@ -202,7 +188,7 @@ describe("size-limited layers", () => {
     }));
     for (const id of ids) expect(fs.readFileSync(path.join(home, id, "diff", "own"), "utf8")).toBe(id);
     await Promise.all(ids.map((id) => driver!.remove(id)));
-    expect(_mountsUnder(home)).toEqual([]);
+    expect(mountsBelow(home)).toEqual([]);
     expect(fs.readdirSync(path.join(home, ".quota"))).toEqual([]);
   });
 
@@ -248,7 +234,7 @@ describe("size-limited layers", () => {
     expect(fs.readFileSync(path.join(home, "c", "diff", "kept"), "utf8")).toBe("data");
     // A reboot: nothing is mounted any more; Init mounts every image again.
     await driver.cleanup();
-    _unmountAll(home);
+    unmountBelow(sys, home);
     expect(fs.readdirSync(path.join(home, "c"))).toEqual([]);
     driver = await newDriver(home);
     expect(await driver.exists("c")).toBe(true);
@@ -264,7 +250,7 @@ describe("size-limited layers", () => {
     await container(driver);
     await driver.cleanup();
     driver = undefined;
-    _unmountAll(home);
+    unmountBelow(sys, home);
     // A create that crashed after placing its image, before making the directory: the image is complete.
     fs.rmdirSync(path.join(home, "c"));
     // A remove that crashed after unmounting, before the image left: the layer comes back whole.

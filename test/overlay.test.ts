@@ -8,7 +8,7 @@ import type { Driver } from "../src/driver.ts";
 import { ErrIncompatibleFS, ErrNotSupported, ErrnoError, InvalidRequestError, StrataError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { DT, MNT, type Sys } from "../src/sys/types.ts";
+import { DT, type Sys } from "../src/sys/types.ts";
 import { initOverlay } from "../drivers/overlay/driver.ts";
 import {
   Layout, childLowers, formatLower, idOfLinkTarget, isLinkId, linkTarget, newLinkId, parseLower,
@@ -22,6 +22,7 @@ import { upperChanges, upperSize } from "../drivers/overlay/upper-changes.ts";
 import { runDriverSuite } from "./driver-suite.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { unmountBelow } from "./helpers/mounts.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -55,10 +56,7 @@ beforeEach(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-overlay-"));
 });
 afterEach(() => {
-  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").reverse()) {
-    const mp = line.split(" ")[4];
-    if (mp?.startsWith(`${root}/`)) sys.umount2(mp, MNT.DETACH);
-  }
+  unmountBelow(sys, root);
   fs.rmSync(root, { recursive: true, force: true });
 });
 

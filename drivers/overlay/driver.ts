@@ -14,8 +14,9 @@ import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
 import { KeyedLock } from "../../src/locks.ts";
 import type { Logger } from "../../src/log.ts";
 import { type NaiveDiffBase, withNaiveDiff } from "../../src/naive-diff.ts";
+import { ParentIndex } from "../../src/parent-index.ts";
 import type { Sys } from "../../src/sys/types.ts";
-import { assertNoChildren } from "./children.ts";
+import { indexParents } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
 import { LayerStore, TMP_PREFIX } from "./layers.ts";
 import { Layout, MERGED_DIR } from "./layout.ts";
@@ -46,6 +47,8 @@ class OverlayDriver implements Driver {
   #log: Logger;
   #maps: { uidMaps: IdMap[]; gidMaps: IdMap[] };
   #quota: QuotaImages;
+  /** Each layer's parent, from the lower files at start, then kept in step by create and remove. */
+  #parents = new ParentIndex();
   /** `strata.size`: the limit of read-write layers created without a size option; 0 for none. */
   #defaultSize: number;
 
@@ -78,6 +81,7 @@ class OverlayDriver implements Driver {
     if (unmounted.length) this.#log.info("unmounted stale mounts", { count: unmounted.length });
     await this.#store.recoverImages(new Set(kept.map((m) => this.#imageMountId(realHome, m)!)));
     await this.#store.recover();
+    this.#parents = await indexParents(this.#store, this.#log);
   }
 
   /** The layer whose own filesystem (a size-limited layer's image) `m` is, or null for any other mount. */
@@ -93,7 +97,7 @@ class OverlayDriver implements Driver {
       name: this.name,
       sys: this.sys,
       ...this.#maps,
-      parentOf: (id) => this.#store.parentOf(id),
+      parentOf: async (id) => this.#parents.parentOf(id),
       status: () => this.status(),
       getMetadata: (id) => this.getMetadata(id),
       cleanup: () => this.cleanup(),
@@ -171,18 +175,23 @@ class OverlayDriver implements Driver {
     if (size > 0 && this.#quota.unavailableReason !== null) {
       throw new InvalidRequestError(`Cannot create layer "${id}" with a size limit: ${this.#quota.unavailableReason}`);
     }
-    await this.#locks.runAll(parent ? [id, parent] : [id], () => this.#store.create(id, parent, maxLowers(this.features.method), size));
+    await this.#locks.runAll(parent ? [id, parent] : [id], async () => {
+      await this.#store.create(id, parent, maxLowers(this.features.method), size);
+      this.#parents.set(id, parent);
+    });
   }
 
   async remove(id: string): Promise<void> {
     const merged = this.#layout.merged(id);
     await this.#locks.run(id, async () => {
-      await assertNoChildren(this.#store, id);
+      // Create holds the parent's lock until its child is indexed, so no child can appear after this check.
+      this.#parents.assertNoChildren(id);
       if (this.#mounts.count(id) > 0) {
         this.#log.warn("removing a mounted layer", { id, refs: this.#mounts.count(id) });
         await this.#mounts.drop(id, merged);
       }
       await this.#store.remove(id);
+      this.#parents.delete(id);
     });
   }
 
@@ -229,7 +238,7 @@ class OverlayDriver implements Driver {
   async #isNative(id: string, parent: string, action = "diff"): Promise<boolean> {
     await this.#store.mustExist(id, action);
     if (!this.features.nativeDiff) return false;
-    return parent === "" || parent === (await this.#store.parentOf(id));
+    return parent === "" || parent === this.#parents.parentOf(id);
   }
 
   async diff(id: string, parent: string): Promise<ReadableStream<Uint8Array>> {

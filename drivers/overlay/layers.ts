@@ -221,29 +221,30 @@ export class LayerStore {
     this.#sys.lutimes(to, st.atime, st.mtime);
   }
 
-  /** Rename the layer out of the way, drop its link, delete it. Unknown layers are fine. */
+  /**
+   * Move the layer out of the way, drop its link, delete it. Unknown layers are fine. A plain
+   * layer is renamed into `.tmp/`; a size-limited one is unmounted (its files are its image's, so
+   * no link file shows any more) and its image renamed into `.tmp/`. A crash before that rename
+   * brings it back whole at the next start.
+   */
   async remove(id: string): Promise<void> {
     const dir = this.layout.layer(id);
     const linkId = await this.linkId(id).catch(() => null);
-    const doomed = this.tmp(TMP_PREFIX.remove, id);
+    let doomed = this.tmp(TMP_PREFIX.remove, id);
     const image = this.layout.quotaImage(id);
     if (await pathExists(image)) {
-      // The layer's files are its image's: unmounted, the layer is gone (no link file shows). A crash
-      // before the image leaves `.quota/` brings the layer back whole at the next start.
       this.#quota.unmount(dir);
       faultPoint(FAULT.removeAfterUnmount);
-      await fs.rename(image, `${doomed}.img`);
-      faultPoint(FAULT.removeBeforeDelete);
+      doomed = `${doomed}.img`;
+      await fs.rename(image, doomed);
       await fs.rmdir(dir).catch((e) => this.#log.warn("remove left a directory", { id, err: String(e) }));
-      if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
-      await fs.rm(`${doomed}.img`, { force: true }).catch((e) => this.#log.warn("remove left an image", { id, err: String(e) }));
-      return;
-    }
-    try {
-      await fs.rename(dir, doomed);
-    } catch (err) {
-      if (hasCode(err, "ENOENT")) return;
-      throw err;
+    } else {
+      try {
+        await fs.rename(dir, doomed);
+      } catch (err) {
+        if (hasCode(err, "ENOENT")) return;
+        throw err;
+      }
     }
     faultPoint(FAULT.removeBeforeDelete);
     if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));

@@ -12,7 +12,7 @@ import { copyTree } from "../../src/archive/copy-tree.ts";
 import {
   rejectUnknownOptions, rootPair, type CreateOpts, type Driver, type DriverConfig, type IdMap, type StatusPairs,
 } from "../../src/driver.ts";
-import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode, layerHasChildren } from "../../src/errors.ts";
+import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/errors.ts";
 import { FAULT, faultPoint } from "../../src/fault.ts";
 import { assertLayerId } from "../../src/layer-id.ts";
 import { KeyedLock } from "../../src/locks.ts";
@@ -89,7 +89,7 @@ class VfsDriver {
 
   /** The parent Diff and Changes compare with when asked for "" (the layer's own parent). */
   async parentOf(id: string): Promise<string> {
-    return this.#records.parentOf(id);
+    return this.#records.index.parentOf(id);
   }
 
   async status(): Promise<StatusPairs> {
@@ -137,7 +137,7 @@ class VfsDriver {
         await this.#records.delete(id);
         throw err;
       }
-      this.#records.added(id, parent);
+      this.#records.index.set(id, parent);
     });
   }
 
@@ -145,8 +145,7 @@ class VfsDriver {
     const dir = this.#dir(id);
     await this.#locks.run(id, async () => {
       // Create holds the parent's lock until its child is recorded, so no child can appear after this check.
-      const children = this.#records.childrenOf(id);
-      if (children.length > 0) throw layerHasChildren(id, children);
+      this.#records.index.assertNoChildren(id);
       const doomed = this.#tmp("rm", id);
       try {
         await fs.rename(dir, doomed);

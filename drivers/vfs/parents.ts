@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { hasCode } from "../../src/errors.ts";
 import { assertLayerId } from "../../src/layer-id.ts";
 import type { Logger } from "../../src/log.ts";
+import { ParentIndex } from "../../src/parent-index.ts";
 
 /** Where parent records live, under Home. */
 export const META_DIR = "meta";
@@ -20,12 +21,12 @@ interface _Record {
   parent: string;
 }
 
-/** The records on disk and, in memory, the parent of every layer that has one. */
+/** The records on disk and, in memory (`index`), the parent of every layer that has one. */
 export class ParentRecords {
   #dir: string;
   #log: Logger;
-  /** Child → parent ("" for a base layer), for the layers that exist. */
-  #parents = new Map<string, string>();
+  /** What the records say, for the layers that exist. */
+  readonly index = new ParentIndex();
 
   constructor(home: string, log: Logger) {
     this.#dir = path.join(home, META_DIR);
@@ -39,7 +40,7 @@ export class ParentRecords {
 
   /** Read every record; delete those whose layer is gone (a crash inside Create or Remove). */
   async load(exists: (id: string) => Promise<boolean>): Promise<void> {
-    this.#parents.clear();
+    this.index.clear();
     for (const id of await fs.readdir(this.#dir)) {
       const file = path.join(this.#dir, id);
       if (!(await exists(id))) {
@@ -50,7 +51,7 @@ export class ParentRecords {
       try {
         const record = JSON.parse(await fs.readFile(file, "utf8")) as _Record;
         if (typeof record.parent !== "string") throw new TypeError("no parent field");
-        this.#parents.set(id, record.parent);
+        this.index.set(id, record.parent);
       } catch (err) {
         // Refusing to start over one record would take every layer down with it: the layer just loses its parent.
         this.#log.warn("ignoring a corrupt layer record", { id, err: String(err) });
@@ -68,28 +69,11 @@ export class ParentRecords {
     await fs.rename(staging, this.#file(id));
   }
 
-  /** The layer's parent; "" for a base layer or one created before parents were recorded. */
-  parentOf(id: string): string {
-    return this.#parents.get(id) ?? "";
-  }
-
-  /** The layer is in place: its children can now be counted. */
-  added(id: string, parent: string): void {
-    this.#parents.set(id, parent);
-  }
-
   /** The layer is gone (renamed away, or never placed): forget it and delete its record. */
   async delete(id: string): Promise<void> {
-    this.#parents.delete(id);
+    this.index.delete(id);
     await fs.rm(this.#file(id)).catch((err) => {
       if (!hasCode(err, "ENOENT")) this.#log.warn("remove left a layer record", { id, err: String(err) });
     });
-  }
-
-  /** The layers created on `id`, sorted. */
-  childrenOf(id: string): string[] {
-    const out: string[] = [];
-    for (const [child, parent] of this.#parents) if (parent === id) out.push(child);
-    return out.sort();
   }
 }

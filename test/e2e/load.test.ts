@@ -15,6 +15,7 @@ import { encodeHeader } from "../../src/archive/_tar-encode.ts";
 import { entry } from "../helpers/layer-tar.ts";
 import { rawCall } from "../helpers/raw-http.ts";
 import { E2EEnv, e2eUnavailableReason, makeBusyboxImageTar, REPO_ROOT, succeeded } from "./harness.ts";
+import { settle } from "../helpers/settle.ts";
 
 const driver = process.env.STRATA_E2E_DRIVER || "vfs";
 const CYCLES = Number(process.env.STRATA_LOAD_CYCLES || 300);
@@ -42,17 +43,6 @@ function fileFds(pid: number): string[] {
 
 /** The plugin's sockets: its listener plus the connections dockerd keeps alive (its idle pool). */
 const socketFds = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length - fileFds(pid).length;
-
-/** Poll `probe` until it is at most `want` or `ms` pass; returns the last value. */
-async function settle(probe: () => number, want: number, ms = 30_000): Promise<number> {
-  const deadline = Date.now() + ms;
-  let got = probe();
-  while (got > want && Date.now() < deadline) {
-    await Bun.sleep(200);
-    got = probe();
-  }
-  return got;
-}
 
 /**
  * ApplyDiff a tar of one `size`-byte file to the plugin at `socket`, generated as it is sent (the
