@@ -1,18 +1,18 @@
 /** The command line: `strata serve|status|version|--help`, runtime-neutral; entry points pass their runtime. */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createApp } from "./app.ts";
+import { createApp } from "./graphdriver/app.ts";
 import { DAEMON_JSON_COMMAND, runDaemonJsonCommand } from "./daemon-json.ts";
 import "./drivers.ts";
-import { registeredDrivers } from "./driver.ts";
-import { LOG_LEVELS, createLogger, type LogLevel } from "./log.ts";
-import { Plugin } from "./plugin.ts";
-import { prepareSocketPath, releaseSocketPath, secureSocket } from "./serve/socket.ts";
-import { parseListenAddress } from "./serve/address.ts";
-import type { ListenTcp, ListenUnix, Listener } from "./serve/types.ts";
-import { formatStatus, queryStatus } from "./status.ts";
+import { registeredDrivers } from "./core/driver.ts";
+import { LOG_LEVELS, createLogger, type LogLevel } from "./core/log.ts";
+import { Plugin } from "./graphdriver/plugin.ts";
+import { prepareSocketPath, releaseSocketPath, secureSocket } from "./core/socket.ts";
+import { parseListenAddress } from "./graphdriver/serve/address.ts";
+import type { ListenTcp, ListenUnix, Listener } from "./graphdriver/serve/types.ts";
+import { formatStatus, queryStatus } from "./graphdriver/status-client.ts";
 import type { Sys } from "./sys/types.ts";
-import { versionText } from "./version.ts";
+import { versionText } from "./core/version.ts";
 
 /** What an entry point provides. */
 export interface Runtime {

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { StrataError } from "./errors.ts";
+import { StrataError } from "./core/errors.ts";
 
 /** The internal CLI command install.sh runs. */
 export const DAEMON_JSON_COMMAND = "install-merge-daemon-json";

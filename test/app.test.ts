@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createApp, fixedSource } from "../src/app.ts";
+import { createApp, fixedSource } from "../src/graphdriver/app.ts";
 import { MemoryDriver } from "./helpers/memory-driver.ts";
 
 /** A request as dockerd 20.10 sends it: POST, no Content-Type, JSON with a trailing newline. */

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { findMkfs } from "../drivers/overlay/quota.ts";
-import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/fault.ts";
+import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/core/fault.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { entry, file, makeTar } from "./helpers/layer-tar.ts";
 import { overlayUnavailable } from "./helpers/overlay-probe.ts";

@@ -4,9 +4,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { copyTree } from "../src/archive/copy-tree.ts";
 import { readTar } from "../src/archive/tar-reader.ts";
-import type { Change, CreateOpts } from "../src/driver.ts";
-import { NotFoundError } from "../src/errors.ts";
-import { type NaiveDiffBase, withNaiveDiff } from "../src/naive-diff.ts";
+import type { Change, CreateOpts } from "../src/core/driver.ts";
+import { NotFoundError } from "../src/core/errors.ts";
+import { type NaiveDiffBase, withNaiveDiff } from "../src/core/naive-diff.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { bytesOf, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 

@@ -2,10 +2,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { register } from "../src/driver.ts";
-import { ErrNotSupported } from "../src/errors.ts";
-import { silentLogger } from "../src/log.ts";
-import { Plugin, STATE_FILE, parseInitOptions } from "../src/plugin.ts";
+import { register } from "../src/core/driver.ts";
+import { ErrNotSupported } from "../src/core/errors.ts";
+import { silentLogger } from "../src/core/log.ts";
+import { Plugin, STATE_FILE, parseInitOptions } from "../src/graphdriver/plugin.ts";
 import type { Sys } from "../src/sys/types.ts";
 import { MemoryDriver } from "./helpers/memory-driver.ts";
 

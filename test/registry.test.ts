@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { initDriver, register, registeredDrivers, unregister } from "../src/driver.ts";
-import { ErrIncompatibleFS, ErrPrerequisites, StrataError } from "../src/errors.ts";
-import { silentLogger } from "../src/log.ts";
+import { initDriver, register, registeredDrivers, unregister } from "../src/core/driver.ts";
+import { ErrIncompatibleFS, ErrPrerequisites, StrataError } from "../src/core/errors.ts";
+import { silentLogger } from "../src/core/log.ts";
 import type { Sys } from "../src/sys/types.ts";
 import { MemoryDriver } from "./helpers/memory-driver.ts";
 

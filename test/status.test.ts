@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { formatStatus } from "../src/status.ts";
+import { formatStatus } from "../src/graphdriver/status-client.ts";
 import { rawCall } from "./helpers/raw-http.ts";
 import { STRATA_COMMANDS } from "./helpers/strata-commands.ts";
 

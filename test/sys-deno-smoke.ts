@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ErrnoError } from "../src/errors.ts";
+import { ErrnoError } from "../src/core/errors.ts";
 import { createSys } from "../src/sys/deno.ts";
 import { fsName } from "../src/sys/fs-magic.ts";
 import { DT, MNT, MS, RENAME } from "../src/sys/types.ts";

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ErrnoError } from "../src/errors.ts";
+import { ErrnoError } from "../src/core/errors.ts";
 import { makedev } from "../src/sys/_common.ts";
 import { encodeLoopConfig } from "../src/sys/_loop.ts";
 import { createSys } from "../src/sys/bun.ts";

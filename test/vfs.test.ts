@@ -1,5 +1,5 @@
 import { initVfs } from "../drivers/vfs/driver.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/core/log.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { runDriverSuite } from "./driver-suite.ts";
 

@@ -3,9 +3,9 @@
  * link first. Read once here rather than at each Remove, where scanning every layer cost 14 ms
  * with 1000 layers and 36 ms with 3000; the driver keeps the index in step under the layer locks.
  */
-import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
-import type { Logger } from "../../src/log.ts";
-import { ParentIndex } from "../../src/parent-index.ts";
+import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
+import type { Logger } from "../../src/core/log.ts";
+import { ParentIndex } from "../../src/core/parent-index.ts";
 import type { LayerStore } from "./layers.ts";
 
 /** Lower files read at once: enough to hide the latency, few enough to stay clear of the fd limit. */

@@ -8,22 +8,22 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   rejectUnknownOptions, rootPair, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
-} from "../../src/driver.ts";
-import { BusyError, InvalidRequestError } from "../../src/errors.ts";
-import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
-import { KeyedLock } from "../../src/locks.ts";
-import type { Logger } from "../../src/log.ts";
-import { type NaiveDiffBase, withNaiveDiff } from "../../src/naive-diff.ts";
-import { ParentIndex } from "../../src/parent-index.ts";
+} from "../../src/core/driver.ts";
+import { BusyError, InvalidRequestError } from "../../src/core/errors.ts";
+import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
+import { KeyedLock } from "../../src/core/locks.ts";
+import type { Logger } from "../../src/core/log.ts";
+import { type NaiveDiffBase, withNaiveDiff } from "../../src/core/naive-diff.ts";
+import { ParentIndex } from "../../src/core/parent-index.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { indexParents } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
 import { LayerStore, TMP_PREFIX } from "./layers.ts";
 import { Layout, MERGED_DIR } from "./layout.ts";
 import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
-import { Mounts } from "./mounts.ts";
+import { Mounts } from "../../src/mount/refcount.ts";
 import { NativeDiff } from "./native-diff.ts";
-import type { MountInfo } from "./mountinfo.ts";
+import type { MountInfo } from "../../src/mount/mountinfo.ts";
 import { QuotaImages, checkSize, findMkfs, parseSize } from "./quota.ts";
 
 /** The overlay driver's options (`strata.KEY=VALUE`). */

@@ -5,11 +5,11 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ErrIncompatibleFS, ErrNotSupported, hasCode } from "../../src/errors.ts";
+import { ErrIncompatibleFS, ErrNotSupported, hasCode } from "../../src/core/errors.ts";
 import { fsName } from "../../src/sys/fs-magic.ts";
 import { DT, type Sys } from "../../src/sys/types.ts";
 import type { MountMethod, MountSpec } from "./mount-spec.ts";
-import { mountSpec, unmount } from "./mounter.ts";
+import { mountSpec, unmount } from "../../src/mount/mounter.ts";
 
 /** Everything Init learned about the host. */
 export interface HostFeatures {

@@ -5,11 +5,11 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/errors.ts";
-import { FAULT, faultPoint } from "../../src/fault.ts";
-import type { Logger } from "../../src/log.ts";
+import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/core/errors.ts";
+import { FAULT, faultPoint } from "../../src/core/fault.ts";
+import type { Logger } from "../../src/core/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
-import { LAYER_ID_PATTERN } from "../../src/layer-id.ts";
+import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { pathExists, type QuotaImages } from "./quota.ts";
 import {
   DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, TMP_DIR, WORK_DIR, childLowers, formatLower,

@@ -19,8 +19,8 @@
  * Pure path arithmetic and file formats; nothing here touches the disk.
  */
 import * as path from "node:path";
-import { StrataError } from "../../src/errors.ts";
-import { assertLayerId } from "../../src/layer-id.ts";
+import { StrataError } from "../../src/core/errors.ts";
+import { assertLayerId } from "../../src/core/layer-id.ts";
 
 /** Holds the short-name symlinks (overlay2's `l`, with the dot that keeps it apart from layer IDs). */
 export const LINK_DIR = ".l";

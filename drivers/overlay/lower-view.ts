@@ -5,7 +5,7 @@
  * Changes asks it about the paths present in an upper dir, nothing more, so no lower tree is walked.
  */
 import * as path from "node:path";
-import { hasCode } from "../../src/errors.ts";
+import { hasCode } from "../../src/core/errors.ts";
 import type { Stat, Sys } from "../../src/sys/types.ts";
 
 /** The attribute that marks a directory opaque (trusted.* for root; user.* with userxattr). */

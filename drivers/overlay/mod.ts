@@ -1,5 +1,5 @@
 /** Registers the overlay driver: above vfs, since it shares its parents' files instead of copying them. */
-import { register } from "../../src/driver.ts";
+import { register } from "../../src/core/driver.ts";
 import { initOverlay } from "./driver.ts";
 
 /** overlay's priority for `--driver auto`. */

@@ -9,18 +9,11 @@
  *   overlay2's scheme: `.l/<LINK>` names relative to Home, with the mount done from Home.
  */
 import * as path from "node:path";
-import { StrataError } from "../../src/errors.ts";
+import { StrataError } from "../../src/core/errors.ts";
 import { DIFF_DIR, WORK_DIR } from "./layout.ts";
+import type { MountSpec } from "../../src/mount/spec.ts";
 
-/** A mount, as data. */
-export interface MountSpec {
-  type: "overlay";
-  source: "overlay";
-  /** `key=value` or flag options, in order. `lowerdir+=` entries need the "fsconfig" method. */
-  options: string[];
-  /** The directory relative paths in `options` resolve against; set only by the "mount" method's short form. */
-  cwd?: string;
-}
+export { type MountSpec, mountData, needsFsconfig, splitOption } from "../../src/mount/spec.ts";
 
 /** How an overlay is mounted. */
 export type MountMethod = "fsconfig" | "mount";
@@ -51,11 +44,6 @@ export function maxLowers(method: MountMethod): number {
   return method === "fsconfig" ? OVERLAY_MAX_LOWERS : MOUNT2_MAX_LOWERS;
 }
 
-/** The data string mount(2) receives for a spec. */
-export function mountData(spec: MountSpec): string {
-  return spec.options.join(",");
-}
-
 /**
  * The mount of one layer.
  * @example
@@ -63,7 +51,7 @@ export function mountData(spec: MountSpec): string {
  * // { type: "overlay", source: "overlay",
  * //   options: ["lowerdir+=/h/.l/AAAA", "upperdir=/h/c/diff", "workdir=/h/c/work"] }
  */
-export function layerMount(input: LayerMountInput): MountSpec {
+export function layerMount(input: LayerMountInput): MountSpec & { type: "overlay" } {
   const { home, id, lowers, readonly, method } = input;
   const extra = [...(input.extra ?? [])];
   if (lowers.length === 0) throw new StrataError(`Cannot mount layer "${id}": it has no lower layers`);
@@ -101,20 +89,4 @@ export function layerMount(input: LayerMountInput): MountSpec {
     throw new StrataError(`Cannot mount layer "${id}": its mount options take ${size} bytes, more than mount(2) accepts (${limit})`);
   }
   return { type: "overlay", source: "overlay", options: relative, cwd: home };
-}
-
-/**
- * Split an option into what `fsconfig` takes: a key and a string value, or a bare flag (value null).
- * @example
- * splitOption("lowerdir+=/a=b"); // ["lowerdir+", "/a=b"]
- * splitOption("userxattr");      // ["userxattr", null]
- */
-export function splitOption(option: string): [string, string | null] {
-  const eq = option.indexOf("=");
-  return eq < 0 ? [option, null] : [option.slice(0, eq), option.slice(eq + 1)];
-}
-
-/** Whether a spec can only be mounted with the new mount API. */
-export function needsFsconfig(spec: MountSpec): boolean {
-  return spec.options.some((o) => splitOption(o)[0].endsWith("+"));
 }

@@ -12,10 +12,10 @@
 import { execFile } from "node:child_process";
 import * as fs from "node:fs/promises";
 import { accessSync, constants } from "node:fs";
-import { InvalidRequestError, StrataError } from "../../src/errors.ts";
-import type { Logger } from "../../src/log.ts";
+import { InvalidRequestError, StrataError } from "../../src/core/errors.ts";
+import type { Logger } from "../../src/core/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
-import { unmount, type UnmountResult } from "./mounter.ts";
+import { unmount, type UnmountResult } from "../../src/mount/mounter.ts";
 
 /** The smallest limit accepted: ext4's own metadata and journal need a few MiB. */
 export const MIN_SIZE = 16 * 1024 * 1024;

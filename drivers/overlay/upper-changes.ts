@@ -7,7 +7,7 @@
  * so one copied up only for a change that was undone is not; an opaque directory deletes what the
  * parent had in it.
  */
-import { ChangeKind, type Change } from "../../src/driver.ts";
+import { ChangeKind, type Change } from "../../src/core/driver.ts";
 import { yieldToLoop } from "../../src/archive/_metadata.ts";
 import { comparePaths } from "../../src/archive/changes.ts";
 import type { Stat, Sys } from "../../src/sys/types.ts";

@@ -11,13 +11,13 @@ import { applyLayer } from "../../src/archive/apply.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
 import {
   rejectUnknownOptions, rootPair, type CreateOpts, type Driver, type DriverConfig, type IdMap, type StatusPairs,
-} from "../../src/driver.ts";
-import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/errors.ts";
-import { FAULT, faultPoint } from "../../src/fault.ts";
-import { assertLayerId } from "../../src/layer-id.ts";
-import { KeyedLock } from "../../src/locks.ts";
-import type { Logger } from "../../src/log.ts";
-import { withNaiveDiff } from "../../src/naive-diff.ts";
+} from "../../src/core/driver.ts";
+import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/core/errors.ts";
+import { FAULT, faultPoint } from "../../src/core/fault.ts";
+import { assertLayerId } from "../../src/core/layer-id.ts";
+import { KeyedLock } from "../../src/core/locks.ts";
+import type { Logger } from "../../src/core/log.ts";
+import { withNaiveDiff } from "../../src/core/naive-diff.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { META_DIR, ParentRecords } from "./parents.ts";

@@ -1,5 +1,5 @@
 /** Registers the vfs driver: the lowest priority, since it works everywhere but copies everything. */
-import { register } from "../../src/driver.ts";
+import { register } from "../../src/core/driver.ts";
 import { initVfs } from "./driver.ts";
 
 /** vfs's priority for `--driver auto`. */

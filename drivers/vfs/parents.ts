@@ -8,10 +8,10 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { hasCode } from "../../src/errors.ts";
-import { assertLayerId } from "../../src/layer-id.ts";
-import type { Logger } from "../../src/log.ts";
-import { ParentIndex } from "../../src/parent-index.ts";
+import { hasCode } from "../../src/core/errors.ts";
+import { assertLayerId } from "../../src/core/layer-id.ts";
+import type { Logger } from "../../src/core/log.ts";
+import { ParentIndex } from "../../src/core/parent-index.ts";
 
 /** Where parent records live, under Home. */
 export const META_DIR = "meta";

@@ -5,7 +5,7 @@
  * so an archive of 10k files costs one lstat per directory, not per component of every entry.
  */
 import * as fs from "node:fs/promises";
-import { InvalidLayerError, hasCode } from "../errors.ts";
+import { InvalidLayerError, hasCode } from "../core/errors.ts";
 import type { Sys, Timespec } from "../sys/types.ts";
 import { isDirMode, S_IF } from "./_file-type.ts";
 

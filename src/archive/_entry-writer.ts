@@ -5,8 +5,8 @@
  */
 import * as fs from "node:fs/promises";
 import { constants } from "node:fs";
-import type { IdMap } from "../driver.ts";
-import { hasCode } from "../errors.ts";
+import type { IdMap } from "../core/driver.ts";
+import { hasCode } from "../core/errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode, tarTypeOf } from "./_file-type.ts";
 import { toContainer } from "./_id-map.ts";

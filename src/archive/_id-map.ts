@@ -2,8 +2,8 @@
  * UID/GID translation through the daemon's user-namespace maps (`--userns-remap`): a layer tar
  * carries container ids, the files on disk carry host ids.
  */
-import type { IdMap } from "../driver.ts";
-import { InvalidLayerError, StrataError } from "../errors.ts";
+import type { IdMap } from "../core/driver.ts";
+import { InvalidLayerError, StrataError } from "../core/errors.ts";
 
 function _shift(maps: readonly IdMap[], id: number, from: "container_id" | "host_id", to: "container_id" | "host_id"): number | undefined {
   for (const m of maps) {

@@ -3,7 +3,7 @@
  * clears setuid/setgid and `security.capability`), then xattrs, then the mode, then the times.
  */
 import * as fs from "node:fs";
-import { hasCode } from "../errors.ts";
+import { hasCode } from "../core/errors.ts";
 import type { Sys, Timespec } from "../sys/types.ts";
 
 /** What `setMetadata` writes. */

@@ -3,7 +3,7 @@
  * chunks, limited to the entry's size. Reads go through one queue so that a consumer who moves on
  * while a read is still pending cannot interleave two reads of the shared cursor.
  */
-import { InvalidLayerError, StrataError } from "../errors.ts";
+import { InvalidLayerError, StrataError } from "../core/errors.ts";
 import { padding } from "./_tar-fields.ts";
 import type { ByteSource } from "./_tar-source.ts";
 

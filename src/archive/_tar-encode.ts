@@ -3,7 +3,7 @@
  * (long or non-ASCII names, big numbers, xattrs, sub-second mtimes), so ordinary entries stay one
  * block and any tar since 1988 reads them.
  */
-import { InvalidLayerError } from "../errors.ts";
+import { InvalidLayerError } from "../core/errors.ts";
 import type { TarEntryType, TarHeader } from "./tar-types.ts";
 import { BLOCK, FIELD, formatAscii, formatNumeric, isAscii, octalMax, padding, writeChecksum } from "./_tar-fields.ts";
 import { formatPaxRecords, formatPaxTime, type PaxRecord, paxText, XATTR_PREFIX } from "./_tar-pax.ts";

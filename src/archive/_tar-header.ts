@@ -3,7 +3,7 @@
  * or GNU long-name record is folded in. Validation follows Go's archive/tar, which is what dockerd
  * itself accepts.
  */
-import { InvalidLayerError } from "../errors.ts";
+import { InvalidLayerError } from "../core/errors.ts";
 import { checksums, FIELD, type FieldName, parseNumeric, parseString } from "./_tar-fields.ts";
 
 /** A header block's fields as stored. `typeflag` is the raw byte. */

@@ -3,7 +3,7 @@
  * (copying only when a header straddles two chunks) and reads from the stream only when the
  * bytes already held are used up, so the producer sees backpressure.
  */
-import { InvalidLayerError } from "../errors.ts";
+import { InvalidLayerError } from "../core/errors.ts";
 
 const EMPTY = new Uint8Array(0);
 

@@ -6,9 +6,9 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import type { IdMap } from "../driver.ts";
-import { hasCode, InvalidLayerError } from "../errors.ts";
-import { FAULT, FAULT_MID_EXTRACT_ENTRIES, faultPoint } from "../fault.ts";
+import type { IdMap } from "../core/driver.ts";
+import { hasCode, InvalidLayerError } from "../core/errors.ts";
+import { FAULT, FAULT_MID_EXTRACT_ENTRIES, faultPoint } from "../core/fault.ts";
 import { DT, type Sys } from "../sys/types.ts";
 import { baseOf, cleanEntryName, ConfinedRoot, parentOf } from "./_confine.ts";
 import { isDirMode, mknodType, S_IF } from "./_file-type.ts";

@@ -2,9 +2,9 @@
  * moby's `ChangesDirs`: what a layer directory adds, modifies and deletes compared with its
  * parent's directory, by walking both trees side by side (no symlink is ever followed).
  */
-import type { Change } from "../driver.ts";
-import { ChangeKind } from "../driver.ts";
-import { hasCode } from "../errors.ts";
+import type { Change } from "../core/driver.ts";
+import { ChangeKind } from "../core/driver.ts";
+import { hasCode } from "../core/errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode } from "./_file-type.ts";
 import { yieldToLoop } from "./_metadata.ts";

@@ -4,7 +4,7 @@
  * modes, every xattr and nanosecond times kept, so `changesDirs(copy, src)` finds nothing.
  */
 import * as fs from "node:fs/promises";
-import { StrataError, hasCode } from "../errors.ts";
+import { StrataError, hasCode } from "../core/errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode, S_IF } from "./_file-type.ts";
 import { readXattrs, setMetadata } from "./_metadata.ts";

@@ -6,7 +6,7 @@
  * `exportChanges` writes them (same order, headers, whiteouts), so a native Diff and a naive one
  * of the same changes are the same bytes.
  */
-import type { IdMap } from "../driver.ts";
+import type { IdMap } from "../core/driver.ts";
 import { DT, type Sys } from "../sys/types.ts";
 import { EntryWriter, isOverlayWhiteout, whiteoutName } from "./_entry-writer.ts";
 import { isDirMode } from "./_file-type.ts";

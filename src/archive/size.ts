@@ -1,8 +1,8 @@
 /** moby's `ChangesSize`: how many bytes a change list adds to a layer. */
 import * as fs from "node:fs/promises";
-import type { Change } from "../driver.ts";
-import { ChangeKind } from "../driver.ts";
-import { hasCode } from "../errors.ts";
+import type { Change } from "../core/driver.ts";
+import { ChangeKind } from "../core/driver.ts";
+import { hasCode } from "../core/errors.ts";
 
 /**
  * The summed sizes of the added and modified non-directories of `changes` in `dir` (a symlink

@@ -3,7 +3,7 @@
  * time, content passed through as views of the input chunks. Our own rather than tar-stream's
  * because PAX values must stay bytes (binary `SCHILY.xattr.*` values do not survive UTF-8).
  */
-import { InvalidLayerError } from "../errors.ts";
+import { InvalidLayerError } from "../core/errors.ts";
 import type { TarEntry, TarEntryType, TarHeader } from "./tar-types.ts";
 import { BLOCK, decodeText, isZeroBlock, padding } from "./_tar-fields.ts";
 import { parseHeader, type RawHeader, unsupportedType } from "./_tar-header.ts";

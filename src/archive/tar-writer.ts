@@ -3,7 +3,7 @@
  * Each `add` waits until the reader has room, so a slow consumer (the daemon pulling a Diff) paces
  * the disk reads instead of the archive piling up in memory.
  */
-import { InvalidLayerError, StrataError } from "../errors.ts";
+import { InvalidLayerError, StrataError } from "../core/errors.ts";
 import type { TarHeader } from "./tar-types.ts";
 import { BLOCK, padding } from "./_tar-fields.ts";
 import { encodeHeader } from "./_tar-encode.ts";

@@ -3,7 +3,7 @@
  * xattr size loops. `bun.ts` and `deno.ts` only open libc and hand their raw symbols to
  * `libcSys`, so the two adapters cannot drift apart in behaviour.
  */
-import { ErrnoError } from "../errors.ts";
+import { ErrnoError } from "../core/errors.ts";
 import { attachLoop } from "./_loop.ts";
 import type { Dirent, Stat, StatFs, Sys, Timespec } from "./types.ts";
 

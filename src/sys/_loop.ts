@@ -4,7 +4,7 @@
  * `LO_FLAGS_AUTOCLEAR`. With autoclear the kernel detaches the device when its last opener (the
  * caller's fd, then the mount) goes away, so a crash can never leak an attached device.
  */
-import { ErrnoError } from "../errors.ts";
+import { ErrnoError } from "../core/errors.ts";
 import type { LoopDevice } from "./types.ts";
 
 /** `LOOP_CTL_GET_FREE`: the number of a free loop device, created if needed. */

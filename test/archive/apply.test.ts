@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { applyLayer } from "../../src/archive/apply.ts";
 import { changesDirs } from "../../src/archive/changes.ts";
 import { changesSize } from "../../src/archive/size.ts";
-import { InvalidLayerError } from "../../src/errors.ts";
+import { InvalidLayerError } from "../../src/core/errors.ts";
 import { entry, file, makeTar, streamOf } from "../helpers/layer-tar.ts";
 import { snapshot } from "../helpers/tree.ts";
 import { applyItems, CAPABILITY, emptyDir, isRoot, type Item, listTree, removeRootsAfterEach, richLayer, sys, tempRoot, ts } from "./layer-fixtures.ts";

@@ -5,7 +5,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { changesDirs } from "../../src/archive/changes.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
-import { ErrnoError } from "../../src/errors.ts";
+import { ErrnoError } from "../../src/core/errors.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { file } from "../helpers/layer-tar.ts";
 import { snapshot } from "../helpers/tree.ts";

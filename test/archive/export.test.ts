@@ -8,7 +8,7 @@ import { copyTree } from "../../src/archive/copy-tree.ts";
 import { exportChanges } from "../../src/archive/export.ts";
 import { readTar } from "../../src/archive/tar-reader.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
-import type { Change } from "../../src/driver.ts";
+import type { Change } from "../../src/core/driver.ts";
 import { bytesOf, entry, file, streamOf } from "../helpers/layer-tar.ts";
 import { snapshot } from "../helpers/tree.ts";
 import { applyItems, emptyDir, isRoot, removeRootsAfterEach, richLayer, sys, ts } from "./layer-fixtures.ts";

@@ -14,7 +14,7 @@ import { exportChanges } from "../../src/archive/export.ts";
 import { changesSize } from "../../src/archive/size.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
-import { InvalidLayerError } from "../../src/errors.ts";
+import { InvalidLayerError } from "../../src/core/errors.ts";
 import { createSys } from "../../src/sys/deno.ts";
 
 const sys = createSys();

@@ -6,7 +6,7 @@ import process from "node:process";
 import { readTar } from "../../src/archive/tar-reader.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
-import { InvalidLayerError } from "../../src/errors.ts";
+import { InvalidLayerError } from "../../src/core/errors.ts";
 import { entry } from "../helpers/layer-tar.ts";
 
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { readTar } from "../../src/archive/tar-reader.ts";
-import { InvalidLayerError } from "../../src/errors.ts";
+import { InvalidLayerError } from "../../src/core/errors.ts";
 import { entry, makeTar, streamOf } from "../helpers/layer-tar.ts";
 import { catalogue, pattern, readItems } from "./tar-fixtures.ts";
 import { gnuLongBlocks, paxArchive, paxBlocks, paxRecord, rawHeader, readError } from "./tar-raw.ts";

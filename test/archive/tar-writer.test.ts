@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { readTar } from "../../src/archive/tar-reader.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
-import { InvalidLayerError, StrataError } from "../../src/errors.ts";
+import { InvalidLayerError, StrataError } from "../../src/core/errors.ts";
 import { bytesOf, entry, makeTar } from "../helpers/layer-tar.ts";
 import {
   catalogue, hasGnuTar, hasPython, isRoot, type Item, listingOf, ourList, pattern, pythonList, readItems, run, SPAWN_TIMEOUT,

@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { VERSION } from "../../src/version.ts";
+import { VERSION } from "../../src/core/version.ts";
 import { e2eUnavailableReason, REPO_ROOT } from "./harness.ts";
 import { runScenario } from "./scenario.ts";
 

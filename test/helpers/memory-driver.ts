@@ -1,6 +1,6 @@
 /** A tiny in-memory Driver for protocol and library tests: records calls, keeps layers in a Map. */
-import type { Change, CreateOpts, Driver } from "../../src/driver.ts";
-import { AlreadyExistsError, NotFoundError } from "../../src/errors.ts";
+import type { Change, CreateOpts, Driver } from "../../src/core/driver.ts";
+import { AlreadyExistsError, NotFoundError } from "../../src/core/errors.ts";
 
 /** A driver keeping layer "contents" as a byte count; `calls` logs every call. */
 export class MemoryDriver implements Driver {

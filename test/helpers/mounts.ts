@@ -1,6 +1,6 @@
 /** Test helpers: what this process's mount table holds under a directory, and a teardown that empties it. */
 import * as fs from "node:fs";
-import { type MountInfo, mountsUnder, parseMountInfo } from "../../drivers/overlay/mountinfo.ts";
+import { type MountInfo, mountsUnder, parseMountInfo } from "../../src/mount/mountinfo.ts";
 import { MNT, type Sys } from "../../src/sys/types.ts";
 
 /** Mounts strictly under `dir`, deepest first (escapes decoded; `dir` resolved, as the kernel lists real paths). */

@@ -6,10 +6,10 @@
  * Cleanup, sent when the daemon shuts down, unmounts everything (`clearStale`), as moby's does.
  */
 import * as fs from "node:fs/promises";
-import { hasCode } from "../../src/errors.ts";
-import type { Logger } from "../../src/log.ts";
-import type { Sys } from "../../src/sys/types.ts";
-import type { MountSpec } from "./mount-spec.ts";
+import { hasCode } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Sys } from "../sys/types.ts";
+import type { MountSpec } from "./spec.ts";
 import { mountSpec, unmount } from "./mounter.ts";
 import { type MountInfo, mountsUnder, readMountInfo } from "./mountinfo.ts";
 

@@ -6,11 +6,11 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { DriverSource } from "./app.ts";
-import { initDriver, type Driver } from "./driver.ts";
-import { InvalidRequestError, NotInitializedError, hasCode } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import { initDriver, type Driver } from "../core/driver.ts";
+import { InvalidRequestError, NotInitializedError, hasCode } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 import type { InitRequest } from "./protocol.ts";
-import type { Sys } from "./sys/types.ts";
+import type { Sys } from "../sys/types.ts";
 
 /** The file in the state dir holding the last Init. */
 export const STATE_FILE = "state.json";

@@ -1,8 +1,8 @@
-/** Perform and undo the mounts `mount-spec.ts` describes. */
+/** Perform and undo the mounts `spec.ts` describes. */
 import * as process from "node:process";
-import { ErrnoError, StrataError, hasCode } from "../../src/errors.ts";
-import { MNT, type Sys } from "../../src/sys/types.ts";
-import { type MountSpec, mountData, needsFsconfig, splitOption } from "./mount-spec.ts";
+import { ErrnoError, StrataError, hasCode } from "../core/errors.ts";
+import { MNT, type Sys } from "../sys/types.ts";
+import { type MountSpec, mountData, needsFsconfig, splitOption } from "./spec.ts";
 
 /**
  * Mount `spec` at `target`: through the new mount API when the spec needs it (`lowerdir+`), else

@@ -2,7 +2,7 @@
 import * as fs from "node:fs/promises";
 import * as net from "node:net";
 import * as path from "node:path";
-import { StrataError, hasCode } from "../errors.ts";
+import { StrataError, hasCode } from "./errors.ts";
 
 /** Permissions of the socket: root and the root group only. */
 export const SOCKET_MODE = 0o660;

@@ -1,5 +1,5 @@
 /** Version and build information. */
-import pkg from "../package.json" with { type: "json" };
+import pkg from "../../package.json" with { type: "json" };
 
 // Set by compile.sh (`bun build --define`); absent when running from source.
 declare const STRATA_COMMIT: string | undefined;

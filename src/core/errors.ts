@@ -1,11 +1,23 @@
 /**
- * The error tree. Drivers and the archive code throw these; `app.onError` turns any of them into
- * `{"Err": message}` (see `toErrResponse`), the one place that happens.
+ * The error tree. Drivers and the archive code throw these; each carries a kind, and each front end
+ * maps kinds to its own codes in one place (GraphDriver: `src/graphdriver/errors.ts`, HTTP status and
+ * `{"Err"}`; snapshotter: `src/snapshotter/errors.ts`, gRPC status).
  */
 
-/** Base class: every error strata raises on purpose. `status` is the HTTP status the protocol answers with. */
+/** What went wrong, independent of any protocol. */
+export type ErrorKind =
+  | "internal"
+  | "invalid-argument"
+  | "not-found"
+  | "already-exists"
+  | "busy"
+  | "invalid-layer"
+  | "not-initialized"
+  | "unavailable";
+
+/** Base class: every error strata raises on purpose. */
 export class StrataError extends Error {
-  status = 500;
+  kind: ErrorKind = "internal";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -14,22 +26,22 @@ export class StrataError extends Error {
 
 /** The request was malformed (bad JSON, missing or invalid field). */
 export class InvalidRequestError extends StrataError {
-  override status = 400;
+  override kind: ErrorKind = "invalid-argument";
 }
 
 /** The layer named does not exist. */
 export class NotFoundError extends StrataError {
-  override status = 404;
+  override kind: ErrorKind = "not-found";
 }
 
 /** The layer already exists. */
 export class AlreadyExistsError extends StrataError {
-  override status = 409;
+  override kind: ErrorKind = "already-exists";
 }
 
 /** The layer is in use (mounted, or has children). */
 export class BusyError extends StrataError {
-  override status = 409;
+  override kind: ErrorKind = "busy";
 }
 
 /** How many children `layerHasChildren` names before it only counts the rest. */
@@ -49,20 +61,26 @@ export function layerHasChildren(id: string, children: string[]): BusyError {
 
 /** A layer tar was rejected (traversal, corruption, unsupported entry). */
 export class InvalidLayerError extends StrataError {
-  override status = 400;
+  override kind: ErrorKind = "invalid-layer";
 }
 
 /** The plugin was asked to act before Init. */
 export class NotInitializedError extends StrataError {
-  override status = 503;
+  override kind: ErrorKind = "not-initialized";
 }
 
 /** moby's ErrNotSupported: this driver cannot run on this host. */
-export class ErrNotSupported extends StrataError {}
+export class ErrNotSupported extends StrataError {
+  override kind: ErrorKind = "unavailable";
+}
 /** moby's ErrPrerequisites: a prerequisite (kernel module, tool) is missing. */
-export class ErrPrerequisites extends StrataError {}
+export class ErrPrerequisites extends StrataError {
+  override kind: ErrorKind = "unavailable";
+}
 /** moby's ErrIncompatibleFS: the backing filesystem cannot host this driver. */
-export class ErrIncompatibleFS extends StrataError {}
+export class ErrIncompatibleFS extends StrataError {
+  override kind: ErrorKind = "unavailable";
+}
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 9: "EBADF",
@@ -91,18 +109,4 @@ export class ErrnoError extends StrataError {
 export function hasCode(err: unknown, ...codes: string[]): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" && codes.includes(code);
-}
-
-/**
- * The protocol's error body and status for any thrown value; `during` ("ApplyDiff of layer "x"")
- * prefixes errors that are not ours.
- * @example
- * toErrResponse(new NotFoundError('Cannot get layer "x": it does not exist')); // { status: 404, body: { Err: "Cannot get layer …" } }
- */
-export function toErrResponse(err: unknown, during?: string): { status: number; body: { Err: string } } {
-  if (err instanceof StrataError) return { status: err.status, body: { Err: err.message } };
-  // Not one of ours (a runtime fs error such as "ENOSPC: no space left on device, write"): it names
-  // neither the call nor the layer, so say which.
-  const message = (err instanceof Error ? err.message : String(err)) || "internal error";
-  return { status: 500, body: { Err: during ? `${during}: ${message}` : message } };
 }

@@ -3,7 +3,7 @@
  * Mirrors moby's `daemon/graphdriver`: a ProtoDriver (directories and mounts) plus the diff
  * operations; a driver with only the first half gets the second from `withNaiveDiff`.
  */
-import type { Sys } from "./sys/types.ts";
+import type { Sys } from "../sys/types.ts";
 import type { Logger } from "./log.ts";
 import { ErrIncompatibleFS, ErrNotSupported, ErrPrerequisites, InvalidRequestError, StrataError } from "./errors.ts";
 

@@ -4,14 +4,14 @@
  * `get`), ApplyDiff extracts into the layer's directory. No lock is held here, and none across a
  * Diff stream: the daemon applies a commit's Diff to another layer while it still streams.
  */
-import { applyLayer } from "./archive/apply.ts";
-import { changesDirs } from "./archive/changes.ts";
-import { exportChanges } from "./archive/export.ts";
-import { changesSize } from "./archive/size.ts";
+import { applyLayer } from "../archive/apply.ts";
+import { changesDirs } from "../archive/changes.ts";
+import { exportChanges } from "../archive/export.ts";
+import { changesSize } from "../archive/size.ts";
 import type { Change, DiffDriver, Driver, IdMap, ProtoDriver } from "./driver.ts";
 import { NotFoundError } from "./errors.ts";
 import { assertLayerId } from "./layer-id.ts";
-import type { Sys } from "./sys/types.ts";
+import type { Sys } from "../sys/types.ts";
 
 /** What `withNaiveDiff` needs: a ProtoDriver, any diff methods it has natively, and libc. */
 export interface NaiveDiffBase extends ProtoDriver, Partial<DiffDriver> {

@@ -3,9 +3,10 @@
  * `{"Err": message}`. Knows nothing about runtimes or sockets; `serve/*.ts` put it on a socket.
  */
 import { Hono, type Context } from "hono";
-import type { Driver } from "./driver.ts";
-import { InvalidRequestError, NotFoundError, toErrResponse } from "./errors.ts";
-import { silentLogger, type Logger } from "./log.ts";
+import type { Driver } from "../core/driver.ts";
+import { InvalidRequestError, NotFoundError } from "../core/errors.ts";
+import { toErrResponse } from "./errors.ts";
+import { silentLogger, type Logger } from "../core/log.ts";
 import {
   ApplyDiffQuery, CreateRequest, DiffRequest, GetRequest, IdRequest, InitRequest, PLUGIN_MEDIA_TYPE,
   parseRequest, readJsonBody,

@@ -3,8 +3,8 @@
  * body reader every route uses. Field names keep Docker's PascalCase.
  */
 import * as v from "valibot";
-import { InvalidRequestError } from "./errors.ts";
-import { LAYER_ID_PATTERN } from "./layer-id.ts";
+import { InvalidRequestError } from "../core/errors.ts";
+import { LAYER_ID_PATTERN } from "../core/layer-id.ts";
 
 /** Largest JSON request body accepted; real ones are a few hundred bytes. */
 export const MAX_JSON_BODY = 1 << 20;
