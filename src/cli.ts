@@ -13,6 +13,8 @@ import type { ListenTcp, ListenUnix, Listener } from "./graphdriver/serve/types.
 import { formatStatus, queryStatus } from "./graphdriver/status-client.ts";
 import type { Sys } from "./sys/types.ts";
 import { versionText } from "./core/version.ts";
+import { SNAPSHOTTER_DEFAULTS, checkRoot, runSnapshotter } from "./snapshotter/command.ts";
+import type { OpenDatabase } from "./store/sqlite/types.ts";
 
 /** What an entry point provides. */
 export interface Runtime {
@@ -20,6 +22,7 @@ export interface Runtime {
   createSys(): Sys;
   listenUnix: ListenUnix;
   listenTcp: ListenTcp;
+  openDatabase: OpenDatabase;
 }
 
 /** Defaults of `strata serve`. */
@@ -36,6 +39,7 @@ export function usage(): string {
 
 Usage:
   strata serve [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--state-dir DIR] [--log-level ${LOG_LEVELS.join("|")}]
+  strata snapshotter [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--root DIR] [--log-level ${LOG_LEVELS.join("|")}]
   strata status [--socket PATH]
   strata version
   strata --help
@@ -44,6 +48,12 @@ serve options:
   --driver      storage driver when Init names none (strata.driver=NAME in --storage-opt wins); default ${DEFAULTS.driver}
   --socket      unix socket to listen on, or tcp://HOST:PORT on a loopback HOST only; default ${DEFAULTS.socket}
   --state-dir   where Init's arguments are kept across restarts; default ${DEFAULTS.stateDir}
+  --log-level   default ${DEFAULTS.logLevel}
+
+snapshotter options (containerd's proxy snapshotter over gRPC):
+  --driver      storage driver; default ${SNAPSHOTTER_DEFAULTS.driver}
+  --socket      unix socket to listen on; default ${SNAPSHOTTER_DEFAULTS.socket}
+  --root        where snapshots and their records live; default ${SNAPSHOTTER_DEFAULTS.root}
   --log-level   default ${DEFAULTS.logLevel}
 
 status: asks the plugin serving on --socket (default ${DEFAULTS.socket}) for its status
@@ -66,6 +76,7 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
   if (command === "status") return await status(rest);
   // Internal, for install.sh: a JSON merge POSIX sh cannot do (src/daemon-json.ts).
   if (command === DAEMON_JSON_COMMAND) return runDaemonJsonCommand(rest);
+  if (command === "snapshotter") return await snapshotter(rest, runtime);
   if (command !== "serve") return _bad(`unknown command "${command}"`);
   let values;
   try {
@@ -140,6 +151,42 @@ async function serve(opts: ServeCommand, runtime: Runtime): Promise<number> {
   if ("unix" in opts.address) await releaseSocketPath(opts.address.unix);
   log.info("stopped");
   return 0;
+}
+
+async function snapshotter(argv: string[], runtime: Runtime): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        driver: { type: "string", default: SNAPSHOTTER_DEFAULTS.driver },
+        socket: { type: "string", default: SNAPSHOTTER_DEFAULTS.socket },
+        root: { type: "string", default: SNAPSHOTTER_DEFAULTS.root },
+        "log-level": { type: "string", default: DEFAULTS.logLevel },
+      },
+    }));
+  } catch (err) {
+    return _bad((err as Error).message);
+  }
+  const level = values["log-level"] as LogLevel;
+  if (!LOG_LEVELS.includes(level)) return _bad(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+  if (values.driver !== "auto" && !registeredDrivers().includes(values.driver)) {
+    return _bad(`--driver must be auto or one of ${registeredDrivers().join(", ")}`);
+  }
+  const bad = checkRoot(values.root);
+  if (bad !== null) return _bad(bad);
+  if (!values.socket.startsWith("/")) return _bad(`--socket must be an absolute path (got "${values.socket}")`);
+  const log = createLogger(level);
+  try {
+    return await runSnapshotter({
+      driver: values.driver, socket: values.socket, root: values.root, log, sys: runtime.createSys(), openDatabase: runtime.openDatabase,
+    });
+  } catch (err) {
+    process.stderr.write(`strata: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 async function status(argv: string[]): Promise<number> {

@@ -2,7 +2,8 @@
 import process from "node:process";
 import { runCli } from "./cli.ts";
 import { listenTcp, listenUnix } from "./graphdriver/serve/bun.ts";
+import { openDatabase } from "./store/sqlite/bun.ts";
 import { createSys } from "./sys/bun.ts";
 
-process.exitCode = await runCli(Bun.argv.slice(2), { name: "bun", createSys, listenUnix, listenTcp });
+process.exitCode = await runCli(Bun.argv.slice(2), { name: "bun", createSys, listenUnix, listenTcp, openDatabase });
 process.exit();

@@ -56,6 +56,16 @@ class DirProto implements NaiveDiffBase {
     this.log.push(`put ${id}`);
     this.refs.set(id, (this.refs.get(id) ?? 0) - 1);
   }
+  async mounts(id: string, readonly: boolean) {
+    return [{ type: "bind", source: path.join(this.home, id), options: ["rbind", readonly ? "ro" : "rw"] }];
+  }
+  async commit() {}
+  async usage() {
+    return { size: 0, inodes: 0 };
+  }
+  async layerIds() {
+    return fs.readdirSync(this.home);
+  }
   async exists(id: string) {
     return fs.existsSync(path.join(this.home, id));
   }

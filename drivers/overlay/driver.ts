@@ -8,7 +8,10 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   rejectUnknownOptions, rootPair, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
+  type Usage,
 } from "../../src/core/driver.ts";
+import { diskUsage } from "../../src/archive/size.ts";
+import type { MountSpec } from "../../src/mount/spec.ts";
 import { BusyError, InvalidRequestError } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { KeyedLock } from "../../src/core/locks.ts";
@@ -108,6 +111,10 @@ class OverlayDriver implements Driver {
       put: (id) => this.put(id),
       exists: (id) => this.exists(id),
       capabilities: () => this.capabilities(),
+      mounts: (id, readonly) => this.mounts(id, readonly),
+      commit: (id) => this.commit(id),
+      usage: (id) => this.usage(id),
+      layerIds: () => this.layerIds(),
     };
     return withNaiveDiff(proto);
   }
@@ -232,6 +239,53 @@ class OverlayDriver implements Driver {
 
   capabilities() {
     return { ReproducesExactDiffs: false };
+  }
+
+  /**
+   * A base layer is a bind of its diff; any other an overlay of its chain's diffs (absolute paths,
+   * for mount(2) in another process). When the options do not fit one page (containerd 1.6 mounts
+   * with mount(2)), strata mounts the parent's whole chain itself, read-only through `lowerdir+`,
+   * on the parent's merged dir, and hands that out as the one lower; it stays mounted until the
+   * parent is removed (children go first) and a restart adopts it like any layer mount.
+   */
+  async mounts(id: string, readonly: boolean): Promise<MountSpec[]> {
+    const spec = await this.#locks.run(id, async () => {
+      await this.#store.mustExist(id, "mount");
+      const diff = this.#layout.diff(id);
+      const lowers = await this.#store.lowerDirs(id);
+      if (lowers.length === 0) return { type: "bind", source: diff, options: ["rbind", readonly ? "ro" : "rw"] };
+      const fits = this.#overlaySpec(id, lowers, readonly);
+      return fits.options.join(",").length < this.features.pageSize ? fits : null;
+    });
+    if (spec !== null) return [spec];
+    const parent = this.#parents.parentOf(id);
+    // The stack is the parent's own read-only mount (committed layers mount without upper).
+    if (this.#mounts.count(parent) === 0) await this.get(parent, "");
+    return [this.#overlaySpec(id, [this.#layout.merged(parent)], readonly)];
+  }
+
+  #overlaySpec(id: string, lowers: string[], readonly: boolean): MountSpec {
+    const f = this.features;
+    const options = [...(f.indexOff ? ["index=off"] : []), ...(f.userxattr ? ["userxattr"] : [])];
+    if (readonly) options.push(`lowerdir=${[this.#layout.diff(id), ...lowers].join(":")}`);
+    else options.push(`lowerdir=${lowers.join(":")}`, `upperdir=${this.#layout.diff(id)}`, `workdir=${this.#layout.work(id)}`);
+    return { type: "overlay", source: "overlay", options };
+  }
+
+  async commit(id: string): Promise<void> {
+    await this.#locks.run(id, async () => {
+      await this.#store.mustExist(id, "commit");
+      await this.#store.markCommitted(id);
+    });
+  }
+
+  async usage(id: string): Promise<Usage> {
+    await this.#store.mustExist(id, "measure");
+    return await diskUsage(this.#layout.diff(id));
+  }
+
+  layerIds(): Promise<string[]> {
+    return this.#store.ids();
   }
 
   /** Whether the diff operations on (`id`, `parent`) may read the upper dir alone. */

@@ -178,7 +178,12 @@ export class LayerStore {
       if (link) await fs.unlink(link).catch(() => {});
       throw err;
     }
-    if (parent) await fs.writeFile(this.layout.committedFile(parent), "", { mode: 0o600 });
+    if (parent) await this.markCommitted(parent);
+  }
+
+  /** Record that the layer is sealed (a child was built on it, or the snapshotter committed it). */
+  async markCommitted(id: string): Promise<void> {
+    await fs.writeFile(this.layout.committedFile(id), "", { mode: 0o600 });
   }
 
   /** Fill a new layer's directory: diff (and work and lower with a parent), a fresh link. Returns the link's path. */

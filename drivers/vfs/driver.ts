@@ -10,8 +10,10 @@ import * as path from "node:path";
 import { applyLayer } from "../../src/archive/apply.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
 import {
-  rejectUnknownOptions, rootPair, type CreateOpts, type Driver, type DriverConfig, type IdMap, type StatusPairs,
+  rejectUnknownOptions, rootPair, type CreateOpts, type Driver, type DriverConfig, type IdMap, type StatusPairs, type Usage,
 } from "../../src/core/driver.ts";
+import { diskUsage } from "../../src/archive/size.ts";
+import type { MountSpec } from "../../src/mount/spec.ts";
 import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/core/errors.ts";
 import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import { assertLayerId } from "../../src/core/layer-id.ts";
@@ -180,6 +182,26 @@ class VfsDriver {
 
   capabilities() {
     return { ReproducesExactDiffs: false };
+  }
+
+  /** A layer is one directory: a bind of it. */
+  async mounts(id: string, readonly: boolean): Promise<MountSpec[]> {
+    await this.#mustExist(id, "mount");
+    return [{ type: "bind", source: this.#dir(id), options: ["rbind", readonly ? "ro" : "rw"] }];
+  }
+
+  /** Nothing to seal: a child is a copy, so later writes could not reach it anyway. */
+  async commit(id: string): Promise<void> {
+    await this.#mustExist(id, "commit");
+  }
+
+  async usage(id: string): Promise<Usage> {
+    await this.#mustExist(id, "measure");
+    return await diskUsage(this.#dir(id));
+  }
+
+  async layerIds(): Promise<string[]> {
+    return await fs.readdir(path.join(this.#home, LAYERS_DIR));
   }
 
   /** Apply into a copy of the layer and swap it in, so a failed apply leaves the layer as it was. */

@@ -32,3 +32,25 @@ export async function changesSize(dir: string, changes: Change[]): Promise<numbe
   }
   return size;
 }
+
+/**
+ * The disk use of the tree at `dir`, as containerd's `fs.DiskUsage` counts it: every inode once
+ * (hardlinks too), its allocated blocks × 512, symlinks not followed.
+ * @example
+ * const { size, inodes } = await diskUsage(layerDir);
+ */
+export async function diskUsage(dir: string): Promise<{ size: number; inodes: number }> {
+  const seen = new Set<bigint>();
+  let size = 0;
+  const visit = async (p: string): Promise<void> => {
+    const st = await fs.lstat(p, { bigint: true });
+    if (!seen.has(st.ino)) {
+      seen.add(st.ino);
+      size += Number(st.blocks) * 512;
+    }
+    if (!st.isDirectory()) return;
+    for (const name of await fs.readdir(p)) await visit(`${p}/${name}`);
+  };
+  await visit(dir);
+  return { size, inodes: seen.size };
+}

@@ -5,6 +5,7 @@
  */
 import type { Sys } from "../sys/types.ts";
 import type { Logger } from "./log.ts";
+import type { MountSpec } from "../mount/spec.ts";
 import { ErrIncompatibleFS, ErrNotSupported, ErrPrerequisites, InvalidRequestError, StrataError } from "./errors.ts";
 
 /** One entry of a UID/GID map, as dockerd sends it. */
@@ -43,6 +44,14 @@ export interface CreateOpts {
   storageOpt?: Record<string, string>;
 }
 
+/** Disk use of one layer's own content (not its parents'), as containerd's Usage reports it. */
+export interface Usage {
+  /** Bytes allocated (st_blocks × 512), each inode counted once. */
+  size: number;
+  /** Inodes, directories included. */
+  inodes: number;
+}
+
 /** Key/value pairs shown by `docker info`. */
 export type StatusPairs = Array<[string, string]>;
 
@@ -73,7 +82,25 @@ export interface ProtoDriver {
   exists(id: string): Promise<boolean>;
   /** What the daemon may rely on. */
   capabilities(): { ReproducesExactDiffs: boolean };
+  /**
+   * The mounts that make up the layer's root, as data, for another process to perform (the
+   * snapshotter front end); `readonly` for views. Takes no reference and mounts nothing the caller
+   * must release, apart from lower stacks a driver keeps mounted for chains deeper than one mount takes.
+   */
+  mounts(id: string, readonly: boolean): Promise<MountSpec[]>;
+  /** Seal the layer: it is written no more, and children may be built on it (containerd's Commit). */
+  commit(id: string): Promise<void>;
+  /** The layer's own disk use. */
+  usage(id: string): Promise<Usage>;
+  /** Every layer in the store (containerd's Cleanup removes the ones no record names). */
+  layerIds(): Promise<string[]>;
 }
+
+/** ProtoDriver's method names: what wrappers such as `withNaiveDiff` pass through. */
+export const PROTO_METHODS = [
+  "status", "getMetadata", "cleanup", "create", "createReadWrite", "remove", "get", "put", "exists",
+  "capabilities", "mounts", "commit", "usage", "layerIds",
+] as const satisfies readonly (keyof ProtoDriver)[];
 
 /** The diff half of the interface. */
 export interface DiffDriver {

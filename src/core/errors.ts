@@ -11,6 +11,7 @@ export type ErrorKind =
   | "not-found"
   | "already-exists"
   | "busy"
+  | "failed-precondition"
   | "invalid-layer"
   | "not-initialized"
   | "unavailable";
@@ -42,6 +43,11 @@ export class AlreadyExistsError extends StrataError {
 /** The layer is in use (mounted, or has children). */
 export class BusyError extends StrataError {
   override kind: ErrorKind = "busy";
+}
+
+/** The call does not fit the object's state (a snapshot with children, Commit of one not active). */
+export class FailedPreconditionError extends StrataError {
+  override kind: ErrorKind = "failed-precondition";
 }
 
 /** How many children `layerHasChildren` names before it only counts the rest. */

@@ -20,6 +20,14 @@ export const FAULT = {
   removeAfterUnmount: "remove-after-unmount",
   /** Remove: the layer was renamed into the temp dir, nothing of it deleted yet. */
   removeBeforeDelete: "remove-before-delete",
+  /** Snapshotter Prepare/View: the layer exists, its record still says "creating". */
+  snapshotCreateBeforeRecord: "snapshot-create-before-record",
+  /** Snapshotter Commit: the layer is sealed and measured, its record still active. */
+  snapshotCommitBeforeRecord: "snapshot-commit-before-record",
+  /** Snapshotter Remove: the record says "removing", the layer is still there. */
+  snapshotRemoveBeforeLayer: "snapshot-remove-before-layer",
+  /** Snapshotter Remove: the layer is gone, its "removing" record is not. */
+  snapshotRemoveBeforeRecord: "snapshot-remove-before-record",
 } as const;
 
 /** One of the fault point names. */

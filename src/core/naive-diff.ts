@@ -8,7 +8,7 @@ import { applyLayer } from "../archive/apply.ts";
 import { changesDirs } from "../archive/changes.ts";
 import { exportChanges } from "../archive/export.ts";
 import { changesSize } from "../archive/size.ts";
-import type { Change, DiffDriver, Driver, IdMap, ProtoDriver } from "./driver.ts";
+import { PROTO_METHODS, type Change, type DiffDriver, type Driver, type IdMap, type ProtoDriver } from "./driver.ts";
 import { NotFoundError } from "./errors.ts";
 import { assertLayerId } from "./layer-id.ts";
 import type { Sys } from "../sys/types.ts";
@@ -37,20 +37,12 @@ export interface NaiveDiffBase extends ProtoDriver, Partial<DiffDriver> {
  */
 export function withNaiveDiff(proto: NaiveDiffBase): Driver {
   const naive = new _NaiveDiff(proto);
+  const passed = Object.fromEntries(PROTO_METHODS.map((m) => [m, (proto[m] as (...a: unknown[]) => unknown).bind(proto)]));
   const driver: Driver = {
+    ...(passed as Pick<ProtoDriver, (typeof PROTO_METHODS)[number]>),
     get name() {
       return proto.name;
     },
-    status: () => proto.status(),
-    getMetadata: (id) => proto.getMetadata(id),
-    cleanup: () => proto.cleanup(),
-    create: (id, parent, opts) => proto.create(id, parent, opts),
-    createReadWrite: (id, parent, opts) => proto.createReadWrite(id, parent, opts),
-    remove: (id) => proto.remove(id),
-    get: (id, mountLabel) => proto.get(id, mountLabel),
-    put: (id) => proto.put(id),
-    exists: (id) => proto.exists(id),
-    capabilities: () => proto.capabilities(),
     diff: proto.diff ? (id, parent) => proto.diff!(id, parent) : (id, parent) => naive.diff(id, parent),
     changes: proto.changes ? (id, parent) => proto.changes!(id, parent) : (id, parent) => naive.changes(id, parent),
     applyDiff: proto.applyDiff

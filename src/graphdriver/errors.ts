@@ -8,6 +8,7 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
   "not-found": 404,
   "already-exists": 409,
   "busy": 409,
+  "failed-precondition": 409,
   "invalid-layer": 400,
   "not-initialized": 503,
   "unavailable": 500,

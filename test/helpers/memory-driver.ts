@@ -44,6 +44,20 @@ export class MemoryDriver implements Driver {
   capabilities() {
     return { ReproducesExactDiffs: false };
   }
+  async mounts(id: string, readonly: boolean) {
+    this.#must(id);
+    return [{ type: "bind", source: `/memory/${id}`, options: ["rbind", readonly ? "ro" : "rw"] }];
+  }
+  async commit(id: string) {
+    this.calls.push(`commit ${id}`);
+    this.#must(id);
+  }
+  async usage(id: string) {
+    return { size: this.#must(id).bytes, inodes: 1 };
+  }
+  async layerIds() {
+    return [...this.layers.keys()];
+  }
   async diff(id: string) {
     const bytes = this.#must(id).bytes;
     return new ReadableStream<Uint8Array>({

@@ -1,0 +1,86 @@
+/** `strata snapshotter`: the containerd proxy snapshotter over a strata driver, until SIGTERM. */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import process from "node:process";
+import { initDriver, isDriverUnavailable, registeredDrivers, type Driver } from "../core/driver.ts";
+import { StrataError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
+import type { OpenDatabase } from "../store/sqlite/types.ts";
+import type { Sys } from "../sys/types.ts";
+import { Metadata } from "./metadata.ts";
+import { listenSnapshotter } from "./server.ts";
+import { SnapshotService } from "./service.ts";
+
+/** Defaults of `strata snapshotter`. */
+export const SNAPSHOTTER_DEFAULTS = {
+  driver: "auto",
+  socket: "/run/strata/snapshotter.sock",
+  root: "/var/lib/strata/snapshotter",
+};
+
+/** What `strata snapshotter` was asked for. */
+export interface SnapshotterCommand {
+  driver: string;
+  socket: string;
+  root: string;
+  log: Logger;
+  sys: Sys;
+  openDatabase: OpenDatabase;
+}
+
+/**
+ * Check a root: mounts are handed out as `lowerdir=a:b,upperdir=…`, so a root holding ":" or ","
+ * could not be named in them.
+ */
+export function checkRoot(root: string): string | null {
+  if (!path.isAbsolute(root)) return `--root must be an absolute path (got "${root}")`;
+  if (/[,:\0\\]/.test(root)) return `--root must not contain ",", ":" or "\\" (mount options could not name it): "${root}"`;
+  return null;
+}
+
+/** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
+export async function openSnapshotter(cmd: SnapshotterCommand): Promise<SnapshotService> {
+  await fs.mkdir(cmd.root, { recursive: true, mode: 0o700 });
+  const names = cmd.driver === "auto" ? registeredDrivers() : [cmd.driver];
+  const reasons: string[] = [];
+  for (const name of names) {
+    let driver: Driver;
+    try {
+      driver = await initDriver(name, { home: path.join(cmd.root, name), options: {}, uidMaps: [], gidMaps: [], sys: cmd.sys, log: cmd.log });
+    } catch (err) {
+      if (cmd.driver !== "auto" || !isDriverUnavailable(err)) throw err;
+      reasons.push(`${name}: ${(err as Error).message}`);
+      continue;
+    }
+    const meta = new Metadata(cmd.openDatabase(path.join(cmd.root, `${name}.db`)));
+    const service = new SnapshotService(driver, meta, cmd.log);
+    await service.recover();
+    return service;
+  }
+  throw new StrataError(`No storage driver can run on this host (${reasons.join("; ")})`);
+}
+
+/** Serve until SIGTERM/SIGINT; resolves to the exit code. */
+export async function runSnapshotter(cmd: SnapshotterCommand): Promise<number> {
+  const { log } = cmd;
+  const service = await openSnapshotter(cmd);
+  await prepareSocketPath(cmd.socket);
+  const server = await listenSnapshotter(service, cmd.socket, log);
+  await secureSocket(cmd.socket);
+  log.info("serving snapshotter", { socket: cmd.socket, root: cmd.root, driver: service.driverName });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info("stopping", { signal });
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  // Mounts stay: containerd performs them and containers run on them.
+  await server.close();
+  service.close();
+  await releaseSocketPath(cmd.socket);
+  log.info("stopped");
+  return 0;
+}

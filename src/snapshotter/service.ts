@@ -1,0 +1,152 @@
+/**
+ * containerd's snapshotter semantics over one strata Driver, free of gRPC: `server.ts` puts it on
+ * a socket. Keys are containerd's (they hold "/", spaces, ":"); layers are named by the record's
+ * integer id, safe as a file name. Records and layers are kept reconcilable at every step: a
+ * record is reserved before its layer is made and dropped after its layer is gone (metadata.ts).
+ */
+import type { Driver, Usage } from "../core/driver.ts";
+import { FailedPreconditionError } from "../core/errors.ts";
+import { FAULT, faultPoint } from "../core/fault.ts";
+import { KeyedLock } from "../core/locks.ts";
+import type { Logger } from "../core/log.ts";
+import type { MountSpec } from "../mount/spec.ts";
+import { type Filter } from "./filters.ts";
+import { type Info, Kind, Metadata } from "./metadata.ts";
+
+/** Options of a new snapshot. */
+export interface CreateOptions {
+  labels: Record<string, string>;
+}
+
+/** The snapshotter: the ten calls, plus start-up recovery. */
+export class SnapshotService {
+  #driver: Driver;
+  #meta: Metadata;
+  #log: Logger;
+  /** Driver ids being worked on; Cleanup leaves them alone. */
+  #busy = new KeyedLock();
+
+  constructor(driver: Driver, meta: Metadata, log: Logger) {
+    this.#driver = driver;
+    this.#meta = meta;
+    this.#log = log;
+  }
+
+  /** The driver's name ("overlay", "vfs"). */
+  get driverName(): string {
+    return this.#driver.name;
+  }
+
+  /** Close the records (the layers and their mounts stay). */
+  close(): void {
+    this.#meta.close();
+  }
+
+  /** Finish what a crash interrupted: layers of rows not "ready" are removed, then the rows. */
+  async recover(): Promise<void> {
+    for (const id of this.#meta.pending()) {
+      await this.#driver.remove(String(id));
+      this.#meta.finishRemove(id);
+      this.#log.info("finished an interrupted snapshot change", { id });
+    }
+  }
+
+  /** An active snapshot on `parent` ("" for none): its mounts. */
+  prepare(key: string, parent: string, opts: CreateOptions): Promise<MountSpec[]> {
+    return this.#create(key, parent, Kind.Active, opts);
+  }
+
+  /** A read-only view of `parent`: its mounts. */
+  view(key: string, parent: string, opts: CreateOptions): Promise<MountSpec[]> {
+    return this.#create(key, parent, Kind.View, opts);
+  }
+
+  async #create(key: string, parent: string, kind: Kind, opts: CreateOptions): Promise<MountSpec[]> {
+    const { id, parentId } = this.#meta.beginCreate(key, parent, kind, opts.labels);
+    const layer = String(id);
+    await this.#busy.run(layer, async () => {
+      try {
+        const parentLayer = parentId === null ? "" : String(parentId);
+        if (kind === Kind.View) await this.#driver.create(layer, parentLayer, {});
+        else await this.#driver.createReadWrite(layer, parentLayer, {});
+      } catch (err) {
+        this.#meta.abortCreate(id);
+        throw err;
+      }
+      faultPoint(FAULT.snapshotCreateBeforeRecord);
+      this.#meta.finishCreate(id);
+    });
+    return await this.#driver.mounts(layer, kind === Kind.View);
+  }
+
+  /** The mounts of an active snapshot or a view, as Prepare/View returned them. */
+  async mounts(key: string): Promise<MountSpec[]> {
+    const info = this.#meta.get(key);
+    if (info.kind === Kind.Committed) throw new FailedPreconditionError(`Cannot mount snapshot "${key}": it is committed (only active snapshots and views have mounts)`);
+    return await this.#driver.mounts(String(info.id), info.kind === Kind.View);
+  }
+
+  /** Turn the active snapshot `key` into the committed snapshot `name`. */
+  async commit(name: string, key: string, opts: CreateOptions): Promise<void> {
+    const info = this.#meta.activeForCommit(key, name);
+    const layer = String(info.id);
+    await this.#busy.run(layer, async () => {
+      await this.#driver.commit(layer);
+      const usage = await this.#driver.usage(layer);
+      faultPoint(FAULT.snapshotCommitBeforeRecord);
+      this.#meta.commit(key, name, opts.labels, usage);
+    });
+  }
+
+  /** Remove a snapshot no other is built on. */
+  async remove(key: string): Promise<void> {
+    const id = this.#meta.beginRemove(key);
+    const layer = String(id);
+    await this.#busy.run(layer, async () => {
+      faultPoint(FAULT.snapshotRemoveBeforeLayer);
+      await this.#driver.remove(layer);
+      faultPoint(FAULT.snapshotRemoveBeforeRecord);
+      this.#meta.finishRemove(id);
+    });
+  }
+
+  /** What containerd's Stat returns. */
+  stat(key: string): Info {
+    return this.#meta.get(key);
+  }
+
+  /** containerd's Update: labels only. */
+  update(key: string, labels: Record<string, string>, paths: readonly string[]): Info {
+    return this.#meta.update(key, labels, paths);
+  }
+
+  /** Every snapshot `filter` selects. */
+  list(filter: Filter): Info[] {
+    return this.#meta.list().filter(filter);
+  }
+
+  /**
+   * Disk use: measured now for an active snapshot, recorded at Commit for a committed one
+   * (constant time), nothing for a view (it writes nothing of its own).
+   */
+  async usage(key: string): Promise<Usage> {
+    const info = this.#meta.get(key);
+    if (info.kind === Kind.Active) return await this.#driver.usage(String(info.id));
+    return info.usage ?? { size: 0, inodes: 0 };
+  }
+
+  /** containerd's Cleanup: remove layers no record names (what an earlier failure left). */
+  async cleanup(): Promise<void> {
+    const known = this.#meta.ids();
+    // Newest first: a layer made on another is always numbered after it, so children go before parents.
+    const layers = (await this.#driver.layerIds()).sort((a, b) => Number(b) - Number(a) || b.localeCompare(a));
+    for (const layer of layers) {
+      if (known.has(Number(layer)) && /^\d+$/.test(layer)) continue;
+      await this.#busy.run(layer, async () => {
+        if (this.#meta.ids().has(Number(layer)) && /^\d+$/.test(layer)) return;
+        this.#log.info("cleanup: removing a layer no snapshot names", { layer });
+        await this.#driver.remove(layer);
+      });
+    }
+  }
+}
