@@ -82,7 +82,7 @@ export function snapshotsHandlers(service: SnapshotService, log: Logger): Snapsh
       } catch (err) {
         const status = toGrpcError(err, "List");
         log.warn("call failed", { method: "List", code: grpc.status[status.code], err: status.details });
-        call.destroy(Object.assign(new Error(status.details), status));
+        call.emit("error", status);
       }
     },
     usage: unary("Usage", async (r) => await service.usage(parseSnapshotRequest("Usage", KeyRequest, r).key)),

@@ -1,0 +1,301 @@
+/**
+ * strata's own tests of the snapshotter front end, over its real gRPC socket, for every driver:
+ * what containerd's SnapshotterSuite does not call (Mounts, Usage, Cleanup, List filters, error
+ * codes, restart, deep chains).
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { status } from "@grpc/grpc-js";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import "../src/drivers.ts";
+import { initDriver } from "../src/core/driver.ts";
+import { silentLogger } from "../src/core/log.ts";
+import { openSnapshotter } from "../src/snapshotter/command.ts";
+import { type SnapshotServer, listenSnapshotter } from "../src/snapshotter/server.ts";
+import type { SnapshotService } from "../src/snapshotter/service.ts";
+import { openDatabase } from "../src/store/sqlite/bun.ts";
+import { createSys } from "../src/sys/bun.ts";
+import type { Mount } from "../src/snapshotter/gen/github.com/containerd/containerd/api/types/mount.ts";
+import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
+import { SnapClient, failure } from "./helpers/snapshot-client.ts";
+
+const sys = createSys();
+const isRoot = process.getuid?.() === 0;
+const DRIVERS = [
+  { name: "vfs", skip: isRoot ? null : "mounting a snapshot needs root" },
+  { name: "overlay", skip: overlayUnavailable(sys) },
+];
+
+/** A test's name, with the reason when it is skipped. */
+const named = (name: string, skip: string | null) => (skip === null ? name : `${name} (skipped: ${skip})`);
+
+/** One snapshotter on a fresh root, served on a socket in it. */
+class Instance {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
+  socket = path.join(this.root, "s.sock");
+  service!: SnapshotService;
+  server!: SnapshotServer;
+  client!: SnapClient;
+  constructor(readonly driver: string) {}
+  get store(): string {
+    return path.join(this.root, "store");
+  }
+  async start(): Promise<this> {
+    this.service = await openSnapshotter({ driver: this.driver, root: this.store, socket: this.socket, log: silentLogger, sys, openDatabase });
+    this.server = await listenSnapshotter(this.service, this.socket, silentLogger);
+    this.client = new SnapClient(this.socket);
+    return this;
+  }
+  async stop(): Promise<void> {
+    this.client.close();
+    await this.server.close(1000);
+    this.service.close();
+    fs.rmSync(this.socket, { force: true });
+  }
+  /** Perform `mounts` on a fresh dir under the root, as containerd would (mount(8) here: this is the test, not strata). */
+  mount(mounts: Mount[]): string {
+    const target = fs.mkdtempSync(path.join(this.root, "mnt-"));
+    expect(mounts.length).toBe(1);
+    const m = mounts[0]!;
+    const args = m.type === "bind"
+      ? ["--bind", ...(m.options.includes("ro") ? ["-o", "ro"] : []), m.source, target]
+      : ["-t", m.type, "-o", m.options.join(","), m.source, target];
+    const res = spawnSync("mount", args, { encoding: "utf8" });
+    if (res.status !== 0) throw new Error(`mount ${args.join(" ")}: ${res.stderr}`);
+    if (m.type === "bind" && m.options.includes("ro")) spawnSync("mount", ["-o", "remount,bind,ro", target]);
+    return target;
+  }
+}
+
+for (const d of DRIVERS) {
+  describe(`snapshotter (${d.name})`, () => {
+    let inst: Instance;
+    beforeEach(async () => {
+      if (d.skip === null) inst = await new Instance(d.name).start();
+    });
+    afterEach(async () => {
+      if (!inst) return;
+      await inst.stop();
+      unmountBelow(sys, inst.root);
+      fs.rmSync(inst.root, { recursive: true, force: true });
+    });
+
+    test.skipIf(d.skip !== null)(named("prepare, write, commit, build on it: the child sees its parent and its own writes", d.skip), async () => {
+      const c = inst.client;
+      const base = inst.mount(await c.prepare("default/1/extract-a b:c"));
+      fs.writeFileSync(path.join(base, "hello"), "from base");
+      fs.mkdirSync(path.join(base, "etc"));
+      fs.writeFileSync(path.join(base, "etc", "gone"), "x");
+      sys.umount2(base, 0);
+      await c.commit("sha256:base", "default/1/extract-a b:c", { "containerd.io/snapshot.ref": "sha256:base" });
+      expect(await c.list()).toHaveLength(1);
+      const top = inst.mount(await c.prepare("ctr-1", "sha256:base"));
+      expect(fs.readFileSync(path.join(top, "hello"), "utf8")).toBe("from base");
+      fs.rmSync(path.join(top, "etc", "gone"));
+      fs.writeFileSync(path.join(top, "new"), "x".repeat(100_000));
+      sys.umount2(top, 0);
+      // The parent is untouched by its child's writes.
+      const view = inst.mount(await c.view("view-1", "sha256:base"));
+      expect(fs.readFileSync(path.join(view, "etc", "gone"), "utf8")).toBe("x");
+      expect(fs.existsSync(path.join(view, "new"))).toBe(false);
+      expect(() => fs.writeFileSync(path.join(view, "w"), "no")).toThrow(/EROFS|read-only/);
+      sys.umount2(view, 0);
+    });
+
+    test.skipIf(d.skip !== null)(named("Stat and List report kinds, parents, labels and timestamps to the nanosecond", d.skip), async () => {
+      const c = inst.client;
+      await c.prepare("a", "", { keep: "1", empty: "" });
+      await c.commit("A", "a", { "containerd.io/gc.root": "x" });
+      await c.prepare("b", "A");
+      await c.view("v", "A");
+      const a = await c.stat("A");
+      expect([a.name, a.parent, a.kind, a.labels]).toEqual(["A", "", 3, { "containerd.io/gc.root": "x" }]);
+      expect(a.createdAt).toEqual(a.updatedAt!);
+      const b = await c.stat("b");
+      expect([b.parent, b.kind]).toEqual(["A", 2]);
+      expect((await c.stat("v")).kind).toBe(1);
+      const listed = await c.list();
+      expect(listed.map((i) => i.name).sort()).toEqual(["A", "b", "v"]);
+      expect(listed.find((i) => i.name === "b")).toEqual(b);
+    });
+
+    test.skipIf(d.skip !== null)(named("Update: labels replaced, one label set or deleted, updated_at moves, other fields refused", d.skip), async () => {
+      const c = inst.client;
+      await c.prepare("k", "", { a: "1", b: "2" });
+      const before = await c.stat("k");
+      expect((await c.update({ name: "k", labels: { c: "3" } })).labels).toEqual({ c: "3" });
+      expect((await c.update({ name: "k", labels: { d: "4" } }, ["labels.d"])).labels).toEqual({ c: "3", d: "4" });
+      const after = await c.update({ name: "k", labels: {} }, ["labels.c"]);
+      expect(after.labels).toEqual({ d: "4" });
+      expect(after.createdAt).toEqual(before.createdAt!);
+      expect(after.updatedAt).not.toEqual(before.updatedAt!);
+      const bad = await failure(c.update({ name: "k", labels: {} }, ["parent"]));
+      expect(bad.code).toBe(status.INVALID_ARGUMENT);
+      expect(bad.details).toContain('"parent"');
+    });
+
+    test.skipIf(d.skip !== null)(named("List filters: kind, name regexp, labels with quoted keys, presence, AND within, OR across", d.skip), async () => {
+      const c = inst.client;
+      await c.prepare("x", "", { "containerd.io/gc.root": "yes", team: "a" });
+      await c.commit("sha256:one", "x", { "containerd.io/gc.root": "yes", team: "a" });
+      await c.prepare("moby/1/c1", "sha256:one", { team: "b" });
+      await c.view("moby/2/v1", "sha256:one");
+      const names = async (...f: string[]) => (await c.list(...f)).map((i) => i.name).sort();
+      expect(await names("kind==committed")).toEqual(["sha256:one"]);
+      expect(await names("kind==active")).toEqual(["moby/1/c1"]);
+      expect(await names("kind!=committed")).toEqual(["moby/1/c1", "moby/2/v1"]);
+      expect(await names("name~=^moby/")).toEqual(["moby/1/c1", "moby/2/v1"]);
+      expect(await names('labels."containerd.io/gc.root"')).toEqual(["sha256:one"]);
+      expect(await names('labels."containerd.io/gc.root"==yes,kind==committed')).toEqual(["sha256:one"]);
+      expect(await names("labels.team==b", "kind==view")).toEqual(["moby/1/c1", "moby/2/v1"]);
+      expect(await names("parent==sha256:one,labels.team==b")).toEqual(["moby/1/c1"]);
+      const bad = await failure(c.list("name~=("));
+      expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    });
+
+    test.skipIf(d.skip !== null)(named("a store that never held a snapshot lists nothing, without an error", d.skip), async () => {
+      expect(await inst.client.list()).toEqual([]);
+    });
+
+    test.skipIf(d.skip !== null)(named("error codes containerd acts on", d.skip), async () => {
+      const c = inst.client;
+      await c.prepare("p");
+      expect((await failure(c.prepare("p"))).code).toBe(status.ALREADY_EXISTS);
+      expect((await failure(c.prepare("q", "missing"))).code).toBe(status.NOT_FOUND);
+      expect((await failure(c.prepare("q", "p"))).code).toBe(status.INVALID_ARGUMENT); // parent not committed
+      await c.commit("P", "p");
+      expect((await failure(c.commit("P2", "P"))).code).toBe(status.FAILED_PRECONDITION); // not active
+      await c.prepare("q", "P");
+      expect((await failure(c.commit("P", "q"))).code).toBe(status.ALREADY_EXISTS);
+      const busy = await failure(c.remove("P"));
+      expect(busy).toEqual({ code: status.FAILED_PRECONDITION, details: 'Cannot remove snapshot "P": snapshot "q" is built on it' });
+      expect((await failure(c.remove("nope"))).code).toBe(status.NOT_FOUND);
+      expect((await failure(c.stat("nope"))).code).toBe(status.NOT_FOUND);
+      expect((await failure(c.mounts("P"))).code).toBe(status.FAILED_PRECONDITION);
+      expect(await failure(c.prepare(""))).toEqual({ code: status.INVALID_ARGUMENT, details: "Invalid Prepare request: key must not be empty" });
+      expect((await failure(c.prepare("a\0b"))).details).toBe("Invalid Prepare request: key must not contain NUL");
+      expect((await failure(c.commit("", "q"))).details).toBe("Invalid Commit request: name must not be empty");
+      // Nothing was half made by the refusals.
+      expect((await c.list()).map((i) => i.name).sort()).toEqual(["P", "q"]);
+    });
+
+    test.skipIf(d.skip !== null)(named("Mounts repeats what Prepare and View returned", d.skip), async () => {
+      const c = inst.client;
+      const prepared = await c.prepare("b");
+      expect(await c.mounts("b")).toEqual(prepared);
+      await c.commit("B", "b");
+      const active = await c.prepare("c", "B");
+      expect(await c.mounts("c")).toEqual(active);
+      const view = await c.view("v", "B");
+      expect(await c.mounts("v")).toEqual(view);
+      for (const m of [...active, ...view, ...prepared]) {
+        for (const p of [m.source, ...m.options.flatMap((o) => o.replace(/^[a-z]+=/, "").split(":"))]) {
+          if (p.startsWith("/")) expect(path.isAbsolute(p) && fs.existsSync(p)).toBe(true);
+        }
+      }
+    });
+
+    test.skipIf(d.skip !== null)(named("Usage: an active snapshot is measured as it grows, a committed one keeps what Commit recorded", d.skip), async () => {
+      const c = inst.client;
+      const dir = inst.mount(await c.prepare("u"));
+      const empty = await c.usage("u");
+      fs.writeFileSync(path.join(dir, "one-mib"), Buffer.alloc(1 << 20, 1));
+      for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(dir, `f${i}`), "x");
+      const grown = await c.usage("u");
+      expect(grown.size - empty.size).toBeGreaterThanOrEqual(1 << 20);
+      expect(grown.inodes - empty.inodes).toBe(11);
+      sys.umount2(dir, 0);
+      await c.commit("U", "u");
+      expect(await c.usage("U")).toEqual(grown);
+      expect(await c.usage("U")).toEqual(grown);
+      await c.view("uv", "U");
+      expect(await c.usage("uv")).toEqual({ size: 0, inodes: 0 });
+    });
+
+    test.skipIf(d.skip !== null)(named("Remove and Cleanup: layers go with their snapshots; Cleanup removes layers no snapshot names", d.skip), async () => {
+      const c = inst.client;
+      await c.prepare("r");
+      await c.commit("R", "r");
+      await c.prepare("r2", "R");
+      const home = path.join(inst.store, d.name);
+      const layers = () => fs.readdirSync(path.join(home, d.name === "vfs" ? "dir" : "")).filter((n) => !n.startsWith(".")).sort();
+      expect(layers()).toEqual(["1", "2"]);
+      // A layer made behind the records' back (what a failure outside strata could leave), while stopped.
+      await inst.stop();
+      const driver = await initDriver(d.name, { home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
+      await driver.create("77", "", {});
+      await driver.create("78", "77", {});
+      await inst.start();
+      expect(layers()).toEqual(["1", "2", "77", "78"]);
+      await inst.client.cleanup();
+      expect(layers()).toEqual(["1", "2"]);
+      expect((await inst.client.list()).map((i) => i.name).sort()).toEqual(["R", "r2"]);
+      await inst.client.remove("r2");
+      await inst.client.remove("R");
+      expect(layers()).toEqual([]);
+    });
+
+    test.skipIf(d.skip !== null)(named("a restart keeps every snapshot, its mounts and its mounted users", d.skip), async () => {
+      const c = inst.client;
+      const dir = inst.mount(await c.prepare("k"));
+      fs.writeFileSync(path.join(dir, "f"), "1");
+      sys.umount2(dir, 0);
+      await c.commit("K", "k");
+      const mountsBefore = await c.prepare("running", "K");
+      const running = inst.mount(mountsBefore);
+      const infoBefore = await c.list();
+      await inst.stop();
+      await inst.start();
+      expect(await inst.client.list()).toEqual(infoBefore);
+      expect(await inst.client.mounts("running")).toEqual(mountsBefore);
+      fs.writeFileSync(path.join(running, "g"), "still writable");
+      expect(fs.readFileSync(path.join(running, "f"), "utf8")).toBe("1");
+      sys.umount2(running, 0);
+      await inst.client.remove("running");
+      await inst.client.remove("K");
+      expect(await inst.client.list()).toEqual([]);
+    });
+  });
+}
+
+describe("snapshotter (overlay): deep chains", () => {
+  const skip = DRIVERS[1]!.skip;
+  let inst: Instance | undefined;
+  afterEach(async () => {
+    if (!inst) return;
+    await inst.stop();
+    unmountBelow(sys, inst.root);
+    fs.rmSync(inst.root, { recursive: true, force: true });
+  });
+
+  test.skipIf(skip !== null)(named("a chain whose options do not fit a page is handed out over one lower stack strata mounts", skip), async () => {
+    inst = await new Instance("overlay").start();
+    const c = inst.client;
+    let parent = "";
+    // ~45-byte lower paths: a page holds about 90 of them.
+    for (let i = 0; i < 120; i++) {
+      const mounts = await c.prepare(`extract-${i}`, parent);
+      const dir = inst.mount(mounts);
+      fs.writeFileSync(path.join(dir, `layer-${i}`), String(i));
+      if (i === 5) fs.rmSync(path.join(dir, "layer-0"));
+      sys.umount2(dir, 0);
+      await c.commit(`L${i}`, `extract-${i}`);
+      parent = `L${i}`;
+    }
+    const top = await c.prepare("container", parent);
+    expect(top[0]!.options.join(",").length).toBeLessThan(4096);
+    expect(top[0]!.options.some((o) => o === `lowerdir=${path.join(inst!.store, "overlay", "120", "merged")}`)).toBe(true);
+    const dir = inst.mount(top);
+    expect(fs.readFileSync(path.join(dir, "layer-119"), "utf8")).toBe("119");
+    expect(fs.readFileSync(path.join(dir, "layer-1"), "utf8")).toBe("1");
+    expect(fs.existsSync(path.join(dir, "layer-0"))).toBe(false);
+    sys.umount2(dir, 0);
+    // The stack goes with its layer: once the chain is removed top down, nothing stays mounted.
+    await c.remove("container");
+    for (let i = 119; i >= 0; i--) await c.remove(`L${i}`);
+    expect(mountsBelow(inst.store)).toEqual([]);
+  }, 120_000);
+});
