@@ -372,10 +372,22 @@ func checkNoMountsUnder(dir string) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read mountinfo: %w", err)
 	}
-	if len(left) > 0 {
-		return fmt.Errorf("still mounted under %s after the snapshotter stopped: %s", dir, strings.Join(left, ", "))
+	if len(left) == 0 {
+		return nil
 	}
-	return nil
+	// Report them, then take them away (deepest first, lazily) so the machine is left clean and the
+	// suite can remove its temp dir.
+	var stuck []string
+	for i := len(left) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(left[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			stuck = append(stuck, fmt.Sprintf("%s (%v)", left[i], err))
+		}
+	}
+	msg := fmt.Sprintf("still mounted under %s after the snapshotter stopped: %s (the harness unmounted them)", dir, strings.Join(left, ", "))
+	if len(stuck) > 0 {
+		msg += "; could not unmount: " + strings.Join(stuck, ", ")
+	}
+	return errors.New(msg)
 }
 
 // unescapeMountinfo undoes the kernel's octal escapes (\040 for a space and so on).
