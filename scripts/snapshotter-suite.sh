@@ -13,7 +13,7 @@
 # GOPATH mode, offline). Builds the test binary once into a temp dir, streams its -test.v output and
 # ends with "N passed, N failed[, N skipped]" over the suite's cases. Exits non-zero when a case
 # fails or the suite cannot run at all (a missing tool counts as a failure, never as a skip).
-# SNAPSHOTTER_SUITE_TIMEOUT (default 20m) bounds the run; SNAPSHOTTER_SUITE_GOPATH (default
+# SNAPSHOTTER_SUITE_TIMEOUT (default 10m) bounds the run; SNAPSHOTTER_SUITE_GOPATH (default
 # /usr/share/gocode, Debian's) is where the Go sources are.
 set -euo pipefail
 
@@ -53,8 +53,16 @@ gopath=${SNAPSHOTTER_SUITE_GOPATH:-/usr/share/gocode}
 [ -d "$gopath/src/github.com/containerd/containerd/snapshots/testsuite" ] ||
   fail "containerd's sources are missing from $gopath: install golang-github-containerd-containerd-dev"
 
+# Everything goes under one temp dir: the test binary and, through TMPDIR, the suite's case dirs.
+# On exit anything still mounted there (a panic or timeout skips the suite's own unmounts) is
+# lazily unmounted, deepest first, before the dir is removed without crossing into another fs.
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+cleanup() {
+  awk -v p="$tmp/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r mp; do umount -l "$mp" || true; done
+  rm -rf --one-file-system "$tmp"
+}
+trap cleanup EXIT
 
 # GOPATH mode against Debian's packaged sources, no network, no module proxy, no cgo (no C compiler
 # needed). GOCACHE only when go has none (no HOME), so reruns reuse the usual build cache.
@@ -96,7 +104,7 @@ fi
 echo "snapshotter-suite: built in $((SECONDS - started))s; running $run"
 
 set +e
-"$tmp/suite.test" -test.v -test.run "^$run\$" -test.timeout "${SNAPSHOTTER_SUITE_TIMEOUT:-20m}" 2>&1 | tee "$tmp/out.txt"
+TMPDIR="$tmp" "$tmp/suite.test" -test.v -test.run "^$run\$" -test.timeout "${SNAPSHOTTER_SUITE_TIMEOUT:-10m}" 2>&1 | tee "$tmp/out.txt"
 rc=${PIPESTATUS[0]}
 set -e
 
