@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # What the end-to-end tests need from the system: docker.io (dockerd 20.10 on Debian 12) and
 # busybox-static (the whole image the tests import), btrfs-progs (reflink tests on a btrfs loop image),
-# e2fsprogs (mkfs.ext4: size-limited layers, the disk-full Home), shellcheck (install.sh lint).
+# e2fsprogs (mkfs.ext4: size-limited layers, the disk-full Home), shellcheck (install.sh lint),
+# golang-go and golang-github-containerd-containerd-dev (containerd's own SnapshotterSuite, built offline
+# in GOPATH mode from Debian's Go sources; docker.io brings containerd 1.6 and ctr).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(docker.io busybox-static btrfs-progs e2fsprogs shellcheck)
+packages=(docker.io busybox-static btrfs-progs e2fsprogs shellcheck golang-go golang-github-containerd-containerd-dev)
 missing=()
 for pkg in "${packages[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then

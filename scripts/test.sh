@@ -30,6 +30,15 @@ run unit node_modules/.bin/bun test --timeout 60000
 for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
 done
+if [ "$(id -u)" = 0 ]; then
+  # containerd's own snapshotter suite through the proxy API: its overlayfs as the baseline, then
+  # strata's snapshotter per driver (compiled binary), and on Deno.
+  run snapshotter-suite-baseline bash scripts/snapshotter-suite.sh baseline
+  for driver in vfs overlay; do
+    run "snapshotter-suite-$driver" bash scripts/snapshotter-suite.sh strata "$driver" dist/strata
+  done
+  run snapshotter-suite-deno bash scripts/snapshotter-suite.sh strata overlay node_modules/.bin/deno run -A src/main.deno.ts
+fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
   for driver in vfs overlay; do
     STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
@@ -39,7 +48,7 @@ fi
 # One closing line over all suites (bun prints "N pass"/"N fail" per run; deno smokes "N passed, N failed").
 passed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) pass$/\1/p; s/^([0-9]+) passed, [0-9]+ failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
 failed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) fail$/\1/p; s/^[0-9]+ passed, ([0-9]+) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
-skipped=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) skip$/\1/p' | awk '{s+=$1} END {print s+0}')
+skipped=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) skip$/\1/p; s/^[0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped$/\1/p' | awk '{s+=$1} END {print s+0}')
 [ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
 echo "strata: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

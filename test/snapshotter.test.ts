@@ -52,7 +52,7 @@ class Instance {
   async stop(): Promise<void> {
     this.client.close();
     await this.server.close(1000);
-    this.service.close();
+    await this.service.close();
     fs.rmSync(this.socket, { force: true });
   }
   /** Perform `mounts` on a fresh dir under the root, as containerd would (mount(8) here: this is the test, not strata). */

@@ -79,7 +79,7 @@ export async function runSnapshotter(cmd: SnapshotterCommand): Promise<number> {
   });
   // Mounts stay: containerd performs them and containers run on them.
   await server.close();
-  service.close();
+  await service.close();
   await releaseSocketPath(cmd.socket);
   log.info("stopped");
   return 0;

@@ -37,9 +37,17 @@ export class SnapshotService {
     return this.#driver.name;
   }
 
-  /** Close the records (the layers and their mounts stay). */
-  close(): void {
-    this.#meta.close();
+  /**
+   * Stop: release the mounts strata made itself (overlay's lower stacks for deep chains; detached
+   * lazily where a container's overlay still uses one, which keeps working) and close the records.
+   * What containerd mounted from our Mounts is containerd's and stays.
+   */
+  async close(): Promise<void> {
+    try {
+      await this.#driver.cleanup();
+    } finally {
+      this.#meta.close();
+    }
   }
 
   /** Finish what a crash interrupted: layers of rows not "ready" are removed, then the rows. */
