@@ -3,6 +3,7 @@
  * snapshots come from containerd's built-in overlayfs or from strata's proxy snapshotter, driven with
  * the real `ctr`, with a teardown that leaves nothing behind.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
@@ -17,6 +18,11 @@ export const CTR_BIN = "/usr/bin/ctr";
 
 /** The proxy plugin's name in containerd's config: what `--snapshotter` names. */
 export const PROXY_SNAPSHOTTER = "strata";
+
+// Host paths containerd 1.6 and its runc shim use whatever the config says.
+const RUNC_ROOT = "/run/containerd/runc";
+const SHIM_SOCKET_DIR = "/run/containerd/s";
+const CGROUP_ROOT = "/sys/fs/cgroup";
 
 // containerd's own overlayfs keeps `metadata.db` and `snapshots/<n>/{fs,work}` here, under its root.
 const OVERLAYFS_DIR = "io.containerd.snapshotter.v1.overlayfs";
@@ -47,10 +53,14 @@ export interface ContainerdOptions {
 export interface ContainerdStopReport {
   containerdExit?: PluginExit & { forced: boolean };
   snapshotterExit?: PluginExit & { forced: boolean };
+  /** Tasks still there at stop, deleted with `ctr task delete --force`. */
+  tasksDeleted: string[];
   /** Processes still running from the instance dir (shims, containers) that had to be SIGKILLed. */
   killed: string[];
   /** Mount points still there after containerd stopped, unmounted by the teardown. */
   unmounted: string[];
+  /** runc state, container cgroups and shim sockets of this namespace found on the host and removed. */
+  hostLeftovers: string[];
 }
 
 /**
@@ -193,9 +203,9 @@ export class ContainerdEnv {
   }
 
   /**
-   * Stop containerd (SIGTERM, bounded), then the snapshotter; SIGKILL whatever still runs from the
-   * instance dir (shims, containers), unmount what is left under it, remove it and this namespace's
-   * runc and cgroup directories on the host. Safe to call twice.
+   * Delete the tasks still there, stop containerd (SIGTERM, bounded), then the snapshotter; SIGKILL
+   * whatever still runs from the instance dir (shims, containers), unmount what is left under it, remove
+   * it and what this namespace left on the host. Safe to call twice.
    */
   stop(): Promise<ContainerdStopReport> {
     this.#stopped ??= this.#stop();
@@ -203,14 +213,32 @@ export class ContainerdEnv {
   }
 
   async #stop(): Promise<ContainerdStopReport> {
-    const report: ContainerdStopReport = { killed: [], unmounted: [] };
+    const report: ContainerdStopReport = { tasksDeleted: [], killed: [], unmounted: [], hostLeftovers: [] };
+    // Tasks deleted through containerd take their runc state, cgroups and shim sockets with them.
+    if (this.#containerd.running) report.tasksDeleted = await this.#deleteTasks();
     report.containerdExit = await this.#containerd.stop(20_000);
     if (this.strata) report.snapshotterExit = await this.strata.stop(15_000);
+    const taskIds = this.#taskIdsOnDisk();
     const removed = await removeTempRoot(this.root);
     report.killed = removed.killed;
     report.unmounted = removed.unmounted;
-    this.#removeHostDirs();
+    report.hostLeftovers = this.#removeHostLeftovers(taskIds);
     return report;
+  }
+
+  async #deleteTasks(): Promise<string[]> {
+    const ids = (await this.ctrWith({ timeoutMs: 10_000 }, "task", "ls", "-q")).stdout.split("\n").filter(Boolean);
+    for (const id of ids) await this.ctrWith({ timeoutMs: 20_000 }, "task", "delete", "--force", id);
+    return ids;
+  }
+
+  // The runtime's bundles: one directory per container that had a task.
+  #taskIdsOnDisk(): string[] {
+    try {
+      return fs.readdirSync(path.join(this.root, "state", "io.containerd.runtime.v2.task", this.namespace));
+    } catch {
+      return [];
+    }
   }
 
   /** Mount points under the instance dir right now. */
@@ -218,20 +246,34 @@ export class ContainerdEnv {
     return mountsUnder(this.root);
   }
 
-  // runc's state root and the containers' cgroup parents are named after the namespace; empty once
-  // every task is deleted, but containerd never removes them.
-  #removeHostDirs(): void {
-    const dirs = [path.join("/run/containerd/runc", this.namespace)];
-    const cgroupRoot = "/sys/fs/cgroup";
-    if (fs.existsSync(path.join(cgroupRoot, "cgroup.controllers"))) dirs.push(path.join(cgroupRoot, this.namespace));
-    else for (const c of fs.readdirSync(cgroupRoot)) dirs.push(path.join(cgroupRoot, c, this.namespace));
-    for (const d of dirs) {
-      try {
-        fs.rmdirSync(d);
-      } catch {
-        // Absent, or still in use by a task the teardown could not kill: nothing more to do here.
+  // What containerd 1.6 keeps outside its root and state for this namespace: runc's state, the
+  // containers' cgroups (`/<namespace>/<id>`) and the shims' sockets in /run/containerd/s, named
+  // sha256(<containerd address>/<namespace>/<id>). Removed when present; a SIGKILLed shim leaves them all.
+  #removeHostLeftovers(taskIds: string[]): string[] {
+    const found: string[] = [];
+    const runcState = path.join(RUNC_ROOT, this.namespace);
+    if (fs.existsSync(runcState)) {
+      if (fs.readdirSync(runcState).length > 0) found.push(runcState);
+      fs.rmSync(runcState, { recursive: true, force: true });
+    }
+    for (const id of taskIds) {
+      const sock = path.join(SHIM_SOCKET_DIR, createHash("sha256").update(`${this.socket}/${this.namespace}/${id}`).digest("hex"));
+      if (fs.existsSync(sock)) {
+        found.push(sock);
+        fs.rmSync(sock, { force: true });
       }
     }
+    const v2 = fs.existsSync(path.join(CGROUP_ROOT, "cgroup.controllers"));
+    const parents = v2 ? [path.join(CGROUP_ROOT, this.namespace)] : fs.readdirSync(CGROUP_ROOT).map((c) => path.join(CGROUP_ROOT, c, this.namespace));
+    for (const parent of parents.filter((p) => fs.existsSync(p))) {
+      // cgroupfs removes a directory with rmdir alone, control files and all, once it holds no process.
+      for (const child of fs.readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory())) {
+        found.push(path.join(parent, child.name));
+        _rmdir(path.join(parent, child.name));
+      }
+      _rmdir(parent);
+    }
+    return found;
   }
 
   #config(): string {
@@ -337,6 +379,14 @@ export function strataLayerDirs(root: string, depth = 6): string[] {
   };
   walk(root, depth);
   return [...out].sort();
+}
+
+function _rmdir(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // Still holding a process the teardown could not kill: reported by the caller, nothing more to do.
+  }
 }
 
 function _exists(p: string): boolean {
