@@ -29,7 +29,7 @@ const BUSYBOX = "docker.io/library/strata-e2e-busybox:latest";
 const DEEP = 500;
 const MiB = 1 << 20;
 
-/** One snapshotter under test and what only it does. */
+/** One snapshotter under test: its describe() label, why it is skipped (if it is), how to start it. */
 interface Suite {
   name: string;
   skip?: string;

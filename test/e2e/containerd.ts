@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { check, describeResult, run, type CommandResult, type RunOptions } from "./command.ts";
+import { REPO_ROOT } from "./harness.ts";
 import { logTail, makeTempRoot, mountsUnder, reapAbandonedRoots, removeTempRoot } from "./host.ts";
 import { PluginProcess, type PluginExit } from "./plugin-process.ts";
 import { layerDirs } from "./scenario-helpers.ts";
@@ -128,7 +129,7 @@ export class ContainerdEnv {
       ],
       socket: this.strataSocket,
       logFile: path.join(this.root, "strata.log"),
-      cwd: path.resolve(import.meta.dir, "../.."),
+      cwd: REPO_ROOT,
       readyTimeoutMs: s.readyTimeoutMs,
       label: "The strata snapshotter",
       // A socket file alone proves nothing (a killed process leaves it); one that accepts is served.
