@@ -16,6 +16,10 @@ export interface PluginProcessOptions {
   env?: Record<string, string>;
   /** Deno's first start compiles the source: allow for it. */
   readyTimeoutMs?: number;
+  /** Names the process in messages; default "The plugin". */
+  label?: string;
+  /** When the process is ready, and that condition for a message; default: `socket` answers `/Plugin.Activate`. */
+  ready?: { probe: () => Promise<boolean>; condition: string };
 }
 
 /** How a plugin process ended. */
@@ -60,9 +64,10 @@ export class PluginProcess {
     return this.running ? this.#child!.pid : undefined;
   }
 
-  /** Start the process and wait until its socket answers Activate; throws with the log when it does not. */
+  /** Start the process and wait until it is ready (by default: its socket answers Activate); throws with the log when it is not. */
   async start(): Promise<void> {
-    if (this.running) throw new E2EFailure("The plugin is already running");
+    const label = this.#opts.label ?? "The plugin";
+    if (this.running) throw new E2EFailure(`${label} is already running`);
     this.#starts++;
     fs.appendFileSync(this.logFile, `\n=== e2e: start #${this.#starts}: ${this.#opts.argv.join(" ")}\n`);
     const log = fs.openSync(this.logFile, "a");
@@ -86,14 +91,14 @@ export class PluginProcess {
     await waitFor(
       async () => {
         if (!this.running) {
-          throw new E2EFailure(`The plugin exited during start (${JSON.stringify(await this.#exited)})\n\n${this.logTail()}`);
+          throw new E2EFailure(`${label} exited during start (${JSON.stringify(await this.#exited)})\n\n${this.logTail()}`);
         }
-        return await this.activates();
+        return await (this.#opts.ready?.probe() ?? this.activates());
       },
       {
         timeoutMs: this.#opts.readyTimeoutMs ?? 60_000,
         intervalMs: 100,
-        message: `The plugin did not answer /Plugin.Activate on ${this.#opts.socket}`,
+        message: `${label} did not ${this.#opts.ready?.condition ?? `answer /Plugin.Activate on ${this.#opts.socket}`}`,
         context: () => this.logTail(),
       },
     );
