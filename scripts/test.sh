@@ -38,6 +38,11 @@ if [ "$(id -u)" = 0 ]; then
     run "snapshotter-suite-$driver" bash scripts/snapshotter-suite.sh strata "$driver" dist/strata
   done
   run snapshotter-suite-deno bash scripts/snapshotter-suite.sh strata overlay node_modules/.bin/deno run -A src/main.deno.ts
+  # A private containerd 1.6 driven by ctr: its own overlayfs first, then strata (every variant on
+  # overlay; the binary on vfs).
+  STRATA_E2E=1 STRATA_E2E_SNAPSHOTTER=overlayfs run e2e-containerd-baseline node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
+  STRATA_E2E=1 STRATA_E2E_DRIVER=overlay run e2e-containerd-overlay node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
+  STRATA_E2E=1 STRATA_E2E_DRIVER=vfs STRATA_E2E_VARIANTS=binary run e2e-containerd-vfs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
 fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
   for driver in vfs overlay; do
