@@ -39,7 +39,7 @@ export function usage(): string {
 
 Usage:
   strata serve [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--state-dir DIR] [--log-level ${LOG_LEVELS.join("|")}]
-  strata snapshotter [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--root DIR] [--log-level ${LOG_LEVELS.join("|")}]
+  strata snapshotter [--driver auto|${registeredDrivers().join("|")}] [--socket PATH] [--root DIR] [--size SIZE] [--log-level ${LOG_LEVELS.join("|")}]
   strata status [--socket PATH]
   strata version
   strata --help
@@ -54,6 +54,8 @@ snapshotter options (containerd's proxy snapshotter over gRPC):
   --driver      storage driver; default ${SNAPSHOTTER_DEFAULTS.driver}
   --socket      unix socket to listen on; default ${SNAPSHOTTER_DEFAULTS.socket}
   --root        where snapshots and their records live; default ${SNAPSHOTTER_DEFAULTS.root}
+  --size        size limit of every container's snapshot, e.g. 10G (overlay; not of layers containerd unpacks);
+                the label containerd.io/snapshot/strata.size on Prepare sets one snapshot's ("0": none)
   --log-level   default ${DEFAULTS.logLevel}
 
 status: asks the plugin serving on --socket (default ${DEFAULTS.socket}) for its status
@@ -164,6 +166,7 @@ async function snapshotter(argv: string[], runtime: Runtime): Promise<number> {
         driver: { type: "string", default: SNAPSHOTTER_DEFAULTS.driver },
         socket: { type: "string", default: SNAPSHOTTER_DEFAULTS.socket },
         root: { type: "string", default: SNAPSHOTTER_DEFAULTS.root },
+        size: { type: "string", default: "" },
         "log-level": { type: "string", default: DEFAULTS.logLevel },
       },
     }));
@@ -181,7 +184,7 @@ async function snapshotter(argv: string[], runtime: Runtime): Promise<number> {
   const log = createLogger(level);
   try {
     return await runSnapshotter({
-      driver: values.driver, socket: values.socket, root: values.root, log, sys: runtime.createSys(), openDatabase: runtime.openDatabase,
+      driver: values.driver, socket: values.socket, root: values.root, size: values.size, log, sys: runtime.createSys(), openDatabase: runtime.openDatabase,
     });
   } catch (err) {
     process.stderr.write(`strata: ${(err as Error).message}\n`);

@@ -39,12 +39,12 @@ class Instance {
   service!: SnapshotService;
   server!: SnapshotServer;
   client!: SnapClient;
-  constructor(readonly driver: string) {}
+  constructor(readonly driver: string, readonly size = "") {}
   get store(): string {
     return path.join(this.root, "store");
   }
   async start(): Promise<this> {
-    this.service = await openSnapshotter({ driver: this.driver, root: this.store, socket: this.socket, log: silentLogger, sys, openDatabase });
+    this.service = await openSnapshotter({ driver: this.driver, root: this.store, socket: this.socket, log: silentLogger, sys, openDatabase, size: this.size });
     this.server = await listenSnapshotter(this.service, this.socket, silentLogger);
     this.client = new SnapClient(this.socket);
     return this;
@@ -298,4 +298,60 @@ describe("snapshotter (overlay): deep chains", () => {
     for (let i = 119; i >= 0; i--) await c.remove(`L${i}`);
     expect(mountsBelow(inst.store)).toEqual([]);
   }, 120_000);
+});
+
+describe("snapshotter (overlay): size limits", () => {
+  const skip = DRIVERS[1]!.skip ?? (spawnSync("sh", ["-c", "command -v mkfs.ext4"]).status === 0 ? null : "mkfs.ext4 (e2fsprogs) is not installed");
+  let inst: Instance | undefined;
+  afterEach(async () => {
+    if (!inst) return;
+    await inst.stop();
+    unmountBelow(sys, inst.root);
+    fs.rmSync(inst.root, { recursive: true, force: true });
+    inst = undefined;
+  });
+  const fill = (dir: string, mib: number) => {
+    const fd = fs.openSync(path.join(dir, "fill"), "w");
+    try {
+      for (let i = 0; i < mib; i++) fs.writeSync(fd, Buffer.alloc(1 << 20, 7));
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+
+  test.skipIf(skip !== null)(named("--size limits containers, not the layers containerd unpacks; a label sets one snapshot's limit", skip), async () => {
+    inst = await new Instance("overlay", "32M").start();
+    const c = inst.client;
+    const unpack = inst.mount(await c.prepare("default/1/extract-123-abc sha256:base"));
+    fill(unpack, 40); // image layers are not limited
+    sys.umount2(unpack, 0);
+    await c.commit("sha256:base", "default/1/extract-123-abc sha256:base");
+    const ctr = inst.mount(await c.prepare("default/2/ctr", "sha256:base"));
+    expect(() => fill(ctr, 64)).toThrow(/ENOSPC|no space/i);
+    fs.rmSync(path.join(ctr, "fill"));
+    fs.writeFileSync(path.join(ctr, "small"), "fits");
+    sys.umount2(ctr, 0);
+    const labelled = inst.mount(await c.prepare("default/3/big", "sha256:base", { "containerd.io/snapshot/strata.size": "0" }));
+    fill(labelled, 40);
+    sys.umount2(labelled, 0);
+    const bad = await failure(c.prepare("default/4/bad", "sha256:base", { "containerd.io/snapshot/strata.size": "lots" }));
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(c.stat("default/4/bad"))).code).toBe(status.NOT_FOUND);
+    // Removing the limited snapshot gives its filesystem back: nothing of it stays mounted.
+    await c.remove("default/2/ctr");
+    expect(mountsBelow(path.join(inst.store, "overlay")).map((m) => m.mountPoint)).toEqual([]);
+  }, 60_000);
+
+  test.skipIf(DRIVERS[0]!.skip !== null)("--size is refused for vfs, with the reason", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
+    try {
+      await expect(openSnapshotter({ driver: "vfs", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1G" }))
+        .rejects.toThrow("Invalid --size 1G: the vfs driver has no size limits (overlay has)");
+      await expect(openSnapshotter({ driver: "overlay", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1M" }))
+        .rejects.toThrow("Invalid --size 1M: below the minimum of 16M");
+      expect(fs.readdirSync(root)).toEqual([]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
 });

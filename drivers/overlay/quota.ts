@@ -17,34 +17,16 @@ import type { Logger } from "../../src/core/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { unmount, type UnmountResult } from "../../src/mount/mounter.ts";
 
-/** The smallest limit accepted: ext4's own metadata and journal need a few MiB. */
-export const MIN_SIZE = 16 * 1024 * 1024;
+export { parseSize } from "../../src/core/size-units.ts";
+
+export { MIN_SIZE } from "../../src/core/size-units.ts";
+import { MIN_SIZE } from "../../src/core/size-units.ts";
 /** Where `mkfs.ext4` is looked for; a plugin's PATH may lack the sbin dirs. */
 const MKFS_CANDIDATES = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/bin/mkfs.ext4", "/bin/mkfs.ext4"];
 /** The filesystem inside an image. */
 const FS_TYPE = "ext4";
 /** `discard` hands freed blocks back to the image file as holes, so deleting files frees host space. */
 const MOUNT_DATA = "discard";
-
-const UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
-
-/**
- * Parse a size as docker's `--storage-opt size=` does (units.RAMInBytes: binary multiples, an
- * optional "i" and "b", any case). Returns bytes; throws InvalidRequestError on anything else.
- * @example
- * parseSize("2G");     // 2147483648
- * parseSize("512MiB"); // 536870912
- * parseSize("1.5g");   // 1610612736
- */
-export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
-  if (!m || (m[3] !== undefined && m[2] === "" && m[3].length > 1)) {
-    throw new InvalidRequestError(`Invalid size "${text}": expected a number of bytes with an optional unit (k, m, g, t), e.g. 10G`);
-  }
-  const bytes = Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]);
-  if (!Number.isSafeInteger(bytes)) throw new InvalidRequestError(`Invalid size "${text}": too large`);
-  return bytes;
-}
 
 /**
  * Check a parsed limit against what an image can hold.

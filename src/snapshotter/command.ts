@@ -3,7 +3,8 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import process from "node:process";
 import { initDriver, isDriverUnavailable, registeredDrivers, type Driver } from "../core/driver.ts";
-import { StrataError } from "../core/errors.ts";
+import { InvalidRequestError, StrataError } from "../core/errors.ts";
+import { MIN_SIZE, parseSize } from "../core/size-units.ts";
 import type { Logger } from "../core/log.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { OpenDatabase } from "../store/sqlite/types.ts";
@@ -27,6 +28,8 @@ export interface SnapshotterCommand {
   log: Logger;
   sys: Sys;
   openDatabase: OpenDatabase;
+  /** Size limit of active snapshots (containers), e.g. "10G"; "" for none. Needs the overlay driver. */
+  size?: string;
 }
 
 /**
@@ -42,6 +45,12 @@ export function checkRoot(root: string): string | null {
 /** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
 export async function openSnapshotter(cmd: SnapshotterCommand): Promise<SnapshotService> {
   await fs.mkdir(cmd.root, { recursive: true, mode: 0o700 });
+  const size = cmd.size ?? "";
+  if (size !== "") {
+    const bytes = parseSize(size);
+    if (bytes < MIN_SIZE) throw new InvalidRequestError(`Invalid --size ${size}: below the minimum of ${MIN_SIZE >> 20}M`);
+    if (cmd.driver !== "overlay" && cmd.driver !== "auto") throw new InvalidRequestError(`Invalid --size ${size}: the ${cmd.driver} driver has no size limits (overlay has)`);
+  }
   const names = cmd.driver === "auto" ? registeredDrivers() : [cmd.driver];
   const reasons: string[] = [];
   for (const name of names) {
@@ -54,7 +63,8 @@ export async function openSnapshotter(cmd: SnapshotterCommand): Promise<Snapshot
       continue;
     }
     const meta = new Metadata(cmd.openDatabase(path.join(cmd.root, `${name}.db`)));
-    const service = new SnapshotService(driver, meta, cmd.log);
+    if (size !== "" && driver.name !== "overlay") throw new InvalidRequestError(`Invalid --size ${size}: the ${driver.name} driver has no size limits (overlay has)`);
+    const service = new SnapshotService(driver, meta, cmd.log, size);
     await service.recover();
     return service;
   }

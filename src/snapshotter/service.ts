@@ -13,6 +13,17 @@ import type { MountSpec } from "../mount/spec.ts";
 import { type Filter } from "./filters.ts";
 import { type Info, Kind, Metadata } from "./metadata.ts";
 
+/** The label that sets an active snapshot's size limit (containerd passes `containerd.io/snapshot/*` labels on). */
+export const SIZE_LABEL = "containerd.io/snapshot/strata.size";
+
+/**
+ * Whether `key` is one containerd unpacks a layer into (`<ns>/<n>/extract-<unique> <chainID>`):
+ * those become image layers, so the default size limit of containers does not apply to them.
+ */
+export function isUnpackKey(key: string): boolean {
+  return /^extract-/.test(key.split("/").slice(2).join("/") || key);
+}
+
 /** Options of a new snapshot. */
 export interface CreateOptions {
   labels: Record<string, string>;
@@ -26,10 +37,14 @@ export class SnapshotService {
   /** Driver ids being worked on; Cleanup leaves them alone. */
   #busy = new KeyedLock();
 
-  constructor(driver: Driver, meta: Metadata, log: Logger) {
+  /** `--size`: the limit of active snapshots that are not unpack targets; "" for none. */
+  #defaultSize: string;
+
+  constructor(driver: Driver, meta: Metadata, log: Logger, defaultSize = "") {
     this.#driver = driver;
     this.#meta = meta;
     this.#log = log;
+    this.#defaultSize = defaultSize;
   }
 
   /** The driver's name ("overlay", "vfs"). */
@@ -76,7 +91,7 @@ export class SnapshotService {
       try {
         const parentLayer = parentId === null ? "" : String(parentId);
         if (kind === Kind.View) await this.#driver.create(layer, parentLayer, {});
-        else await this.#driver.createReadWrite(layer, parentLayer, {});
+        else await this.#driver.createReadWrite(layer, parentLayer, { storageOpt: this.#storageOpt(key, opts.labels) });
       } catch (err) {
         this.#meta.abortCreate(id);
         throw err;
@@ -85,6 +100,12 @@ export class SnapshotService {
       this.#meta.finishCreate(id);
     });
     return await this.#driver.mounts(layer, kind === Kind.View);
+  }
+
+  /** The size an active snapshot is limited to: its label, else the default unless containerd unpacks into it. */
+  #storageOpt(key: string, labels: Record<string, string>): Record<string, string> {
+    const size = labels[SIZE_LABEL] ?? (isUnpackKey(key) ? "" : this.#defaultSize);
+    return size === "" || size === "0" ? {} : { size };
   }
 
   /** The mounts of an active snapshot or a view, as Prepare/View returned them. */
