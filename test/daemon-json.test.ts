@@ -2,14 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  EXIT_REFUSED,
-  mergeDaemonConfig,
-  parseDaemonConfig,
-  runDaemonJsonCommand,
-  switchWarning,
-  unmergeDaemonConfig,
-} from "../src/daemon-json.ts";
+import { EXIT_REFUSED, mergeDaemonConfig, parseDaemonConfig, switchWarningFor, unmergeDaemonConfig } from "../src/install/daemon-config.ts";
+import { runDaemonJsonCommand, switchWarning } from "../src/install/daemon-json-command.ts";
 
 const roots: string[] = [];
 afterEach(() => roots.splice(0).forEach((r) => fs.rmSync(r, { recursive: true, force: true })));
@@ -44,6 +38,15 @@ describe("unmergeDaemonConfig", () => {
   });
   test("leaves a setting the user changed after the install alone", () => {
     expect(unmergeDaemonConfig({ experimental: true, "storage-driver": "zfs" }, {})).toEqual({ "storage-driver": "zfs" });
+  });
+});
+
+describe("switchWarningFor", () => {
+  test("is pure: the image counts come from the caller", () => {
+    const counts = (dataRoot: string) => new Map(dataRoot === "/var/lib/docker" ? [["overlay2", 3]] : []);
+    expect(switchWarningFor({}, counts)).toStartWith("daemon.json sets no storage-driver and the daemon has 3 images under /var/lib/docker/overlay2");
+    expect(switchWarningFor({ "data-root": "/srv" }, counts)).toBeUndefined();
+    expect(switchWarningFor({ "storage-driver": "strata:0.1.0" }, counts)).toBeUndefined();
   });
 });
 

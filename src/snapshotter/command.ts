@@ -13,13 +13,6 @@ import { Metadata } from "./metadata.ts";
 import { listenSnapshotter } from "./server.ts";
 import { SnapshotService } from "./service.ts";
 
-/** Defaults of `strata snapshotter`. */
-export const SNAPSHOTTER_DEFAULTS = {
-  driver: "auto",
-  socket: "/run/strata/snapshotter.sock",
-  root: "/var/lib/strata/snapshotter",
-};
-
 /** What `strata snapshotter` was asked for. */
 export interface SnapshotterCommand {
   driver: string;
@@ -30,16 +23,6 @@ export interface SnapshotterCommand {
   openDatabase: OpenDatabase;
   /** Size limit of active snapshots (containers), e.g. "10G"; "" for none. Needs the overlay driver. */
   size?: string;
-}
-
-/**
- * Check a root: mounts are handed out as `lowerdir=a:b,upperdir=…`, so a root holding ":" or ","
- * could not be named in them.
- */
-export function checkRoot(root: string): string | null {
-  if (!path.isAbsolute(root)) return `--root must be an absolute path (got "${root}")`;
-  if (/[,:\0\\]/.test(root)) return `--root must not contain ",", ":" or "\\" (mount options could not name it): "${root}"`;
-  return null;
 }
 
 /** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
