@@ -7,8 +7,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initOverlay } from "../drivers/overlay/driver.ts";
-import { initVfs } from "../drivers/vfs/driver.ts";
+import { TEST_DRIVERS } from "./helpers/drivers.ts";
 import { createApp, fixedSource } from "../src/graphdriver/app.ts";
 import type { Driver, DriverConfig } from "../src/core/driver.ts";
 import { silentLogger } from "../src/core/log.ts";
@@ -41,10 +40,7 @@ const CASES: Case[] = [
   ["a path deeper than PATH_MAX", () => paxArchive(paxRecord("path", "d/".repeat(3000) + "f")), /name longer than 4096 bytes/],
 ];
 
-const DRIVERS: Array<[string, (c: DriverConfig) => Promise<Driver>, string | undefined]> = [
-  ["vfs", initVfs, undefined],
-  ["overlay", initOverlay, isRoot ? undefined : "overlay mounts need root"],
-];
+const DRIVERS = TEST_DRIVERS.map((d) => [d.name, d.init, d.skip ?? undefined] as const);
 
 for (const [name, init, skip] of DRIVERS) {
   describe(`hostile layers (${name})`, () => {

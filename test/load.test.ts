@@ -8,9 +8,8 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initOverlay } from "../drivers/overlay/driver.ts";
 import { findMkfs } from "../drivers/overlay/quota.ts";
-import { initVfs } from "../drivers/vfs/driver.ts";
+import { TEST_DRIVERS, rootUnavailable } from "./helpers/drivers.ts";
 import { createApp, fixedSource } from "../src/graphdriver/app.ts";
 import type { Driver, DriverConfig } from "../src/core/driver.ts";
 import { silentLogger } from "../src/core/log.ts";
@@ -26,10 +25,7 @@ const isRoot = process.getuid?.() === 0;
 const CONCURRENT = 50;
 const MiB = 1024 * 1024;
 
-const DRIVERS: Array<[string, (c: DriverConfig) => Promise<Driver>, string, string | undefined]> = [
-  ["vfs", initVfs, "tmp", isRoot ? undefined : "layer owners need root"],
-  ["overlay", initOverlay, ".tmp", isRoot ? undefined : "overlay mounts need root"],
-];
+const DRIVERS = TEST_DRIVERS.map((d) => [d.name, d.init, d.tmpDir, d.skip ?? rootUnavailable ?? undefined] as const);
 
 /** This process's open file descriptors. */
 function openFds(): number {

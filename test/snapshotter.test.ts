@@ -18,19 +18,13 @@ import type { SnapshotService } from "../src/snapshotter/service.ts";
 import { openDatabase } from "../src/store/sqlite/bun.ts";
 import { createSys } from "../src/sys/bun.ts";
 import type { Mount } from "../src/snapshotter/gen/github.com/containerd/containerd/api/types/mount.ts";
-import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { TEST_DRIVERS, named, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
 import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 import { SnapClient, failure } from "./helpers/snapshot-client.ts";
 
 const sys = createSys();
-const isRoot = process.getuid?.() === 0;
-const DRIVERS = [
-  { name: "vfs", skip: isRoot ? null : "mounting a snapshot needs root" },
-  { name: "overlay", skip: overlayUnavailable(sys) },
-];
+const DRIVERS = TEST_DRIVERS.map((d) => ({ name: d.name, skip: d.skip ?? rootUnavailable }));
 
-/** A test's name, with the reason when it is skipped. */
-const named = (name: string, skip: string | null) => (skip === null ? name : `${name} (skipped: ${skip})`);
 
 /** One snapshotter on a fresh root, served on a socket in it. */
 class Instance {
@@ -301,7 +295,7 @@ describe("snapshotter (overlay): deep chains", () => {
 });
 
 describe("snapshotter (overlay): size limits", () => {
-  const skip = DRIVERS[1]!.skip ?? (spawnSync("sh", ["-c", "command -v mkfs.ext4"]).status === 0 ? null : "mkfs.ext4 (e2fsprogs) is not installed");
+  const skip = sizeLimitsUnavailable;
   let inst: Instance | undefined;
   afterEach(async () => {
     if (!inst) return;
