@@ -191,7 +191,8 @@ describe("install.sh", () => {
     for (const dir of ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
       if (!fs.existsSync(dir)) continue;
       for (const name of fs.readdirSync(dir)) {
-        if (name === "curl" || fs.existsSync(path.join(bin, name))) continue;
+        // lstat, not exists: a link such as /usr/bin/X11 -> . seen again through /bin must not be made twice.
+        if (name === "curl" || fs.lstatSync(path.join(bin, name), { throwIfNoEntry: false })) continue;
         fs.symlinkSync(path.join(dir, name), path.join(bin, name));
       }
     }
