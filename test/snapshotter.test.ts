@@ -49,6 +49,12 @@ class Instance {
     await this.service.close();
     fs.rmSync(this.socket, { force: true });
   }
+  /** Stop, unmount whatever the test left, delete the root. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    unmountBelow(sys, this.root);
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
   /** Perform `mounts` on a fresh dir under the root, as containerd would (mount(8) here: this is the test, not strata). */
   mount(mounts: Mount[]): string {
     const target = fs.mkdtempSync(path.join(this.root, "mnt-"));
@@ -71,10 +77,7 @@ for (const d of DRIVERS) {
       if (d.skip === null) inst = await new Instance(d.name).start();
     });
     afterEach(async () => {
-      if (!inst) return;
-      await inst.stop();
-      unmountBelow(sys, inst.root);
-      fs.rmSync(inst.root, { recursive: true, force: true });
+      await inst?.destroy();
     });
 
     test.skipIf(d.skip !== null)(named("prepare, write, commit, build on it: the child sees its parent and its own writes", d.skip), async () => {
@@ -259,10 +262,8 @@ describe("snapshotter (overlay): deep chains", () => {
   const skip = DRIVERS[1]!.skip;
   let inst: Instance | undefined;
   afterEach(async () => {
-    if (!inst) return;
-    await inst.stop();
-    unmountBelow(sys, inst.root);
-    fs.rmSync(inst.root, { recursive: true, force: true });
+    await inst?.destroy();
+    inst = undefined;
   });
 
   test.skipIf(skip !== null)(named("a chain whose options do not fit a page is handed out over one lower stack strata mounts", skip), async () => {
@@ -298,10 +299,7 @@ describe("snapshotter (overlay): size limits", () => {
   const skip = sizeLimitsUnavailable;
   let inst: Instance | undefined;
   afterEach(async () => {
-    if (!inst) return;
-    await inst.stop();
-    unmountBelow(sys, inst.root);
-    fs.rmSync(inst.root, { recursive: true, force: true });
+    await inst?.destroy();
     inst = undefined;
   });
   const fill = (dir: string, mib: number) => {

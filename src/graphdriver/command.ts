@@ -1,6 +1,6 @@
 /** `strata serve`: the GraphDriver plugin on a socket until SIGTERM. */
-import process from "node:process";
 import type { Logger } from "../core/log.ts";
+import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { Sys } from "../sys/types.ts";
 import { createApp } from "./app.ts";
@@ -44,14 +44,7 @@ export async function runServe(opts: ServeCommand): Promise<number> {
     await secureSocket(opts.address.unix);
   }
   log.info("serving", { socket: where, runtime: opts.runtime, driver: opts.driver, stateDir: opts.stateDir });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info("stopping", { signal });
-      resolve();
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  await untilStopped(log);
   // Mounts stay: containers the daemon is running keep using them; Cleanup is the daemon's call.
   await listener.close();
   if ("unix" in opts.address) await releaseSocketPath(opts.address.unix);

@@ -1,11 +1,11 @@
 /** `strata snapshotter`: the containerd proxy snapshotter over a strata driver, until SIGTERM. */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import process from "node:process";
 import { initDriver, isDriverUnavailable, registeredDrivers, type Driver } from "../core/driver.ts";
 import { InvalidRequestError, StrataError } from "../core/errors.ts";
 import { MIN_SIZE, parseSize } from "../core/size-units.ts";
 import type { Logger } from "../core/log.ts";
+import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { OpenDatabase } from "../store/sqlite/types.ts";
 import type { Sys } from "../sys/types.ts";
@@ -62,14 +62,7 @@ export async function runSnapshotter(cmd: SnapshotterCommand): Promise<number> {
   const server = await listenSnapshotter(service, cmd.socket, log);
   await secureSocket(cmd.socket);
   log.info("serving snapshotter", { socket: cmd.socket, root: cmd.root, driver: service.driverName });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info("stopping", { signal });
-      resolve();
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  await untilStopped(log);
   // Mounts stay: containerd performs them and containers run on them.
   await server.close();
   await service.close();

@@ -27,3 +27,39 @@ export interface SqlDatabase {
 
 /** Opens a database file, creating it when missing. */
 export type OpenDatabase = (file: string) => SqlDatabase;
+
+/** What both runtimes' SQLite statements can do; `wrapDatabase` adapts them to SqlDatabase. */
+export interface NativeDatabase {
+  exec(sql: string): unknown;
+  prepare(sql: string): {
+    run(...params: never[]): { lastInsertRowid: number | bigint; changes: number | bigint };
+    get(...params: never[]): unknown;
+    all(...params: never[]): unknown[];
+  };
+  close(): void;
+}
+
+/** A runtime's database as a SqlDatabase, statements prepared once per SQL text. */
+export function wrapDatabase(db: NativeDatabase): SqlDatabase {
+  const cache = new Map<string, SqlStatement>();
+  return {
+    exec: (sql) => void db.exec(sql),
+    prepare(sql) {
+      let stmt = cache.get(sql);
+      if (!stmt) {
+        const q = db.prepare(sql);
+        stmt = {
+          run: (...p: SqlValue[]) => {
+            const r = q.run(...(p as never[]));
+            return { lastInsertRowid: Number(r.lastInsertRowid), changes: Number(r.changes) };
+          },
+          get: (...p: SqlValue[]) => (q.get(...(p as never[])) ?? undefined) as Record<string, SqlValue> | undefined,
+          all: (...p: SqlValue[]) => q.all(...(p as never[])) as Record<string, SqlValue>[],
+        };
+        cache.set(sql, stmt);
+      }
+      return stmt;
+    },
+    close: () => db.close(),
+  };
+}
