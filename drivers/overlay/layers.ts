@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { isOverlayXattr } from "../../src/archive/whiteouts.ts";
 import { AlreadyExistsError, NotFoundError, StrataError, hasCode } from "../../src/core/errors.ts";
 import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import type { Logger } from "../../src/core/log.ts";
@@ -217,7 +218,7 @@ export class LayerStore {
   async copyRootAttrs(from: string, to: string): Promise<void> {
     const st = this.#sys.lstat(from);
     for (const name of this.#sys.llistxattr(from)) {
-      if (name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.")) continue;
+      if (isOverlayXattr(name)) continue;
       const value = this.#sys.lgetxattr(from, name);
       if (value !== null) this.#sys.lsetxattr(to, name, value);
     }

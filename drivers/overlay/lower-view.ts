@@ -7,29 +7,9 @@
 import * as path from "node:path";
 import { hasCode } from "../../src/core/errors.ts";
 import type { Stat, Sys } from "../../src/sys/types.ts";
+import { isDir, isOpaque, isWhiteout } from "../../src/archive/whiteouts.ts";
 
-/** The attribute that marks a directory opaque (trusted.* for root; user.* with userxattr). */
-export const OPAQUE_XATTR = "trusted.overlay.opaque";
-
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFCHR = 0o020000;
-
-/** Whether `st` is a directory. */
-export function isDir(st: Stat): boolean {
-  return (st.mode & S_IFMT) === S_IFDIR;
-}
-
-/** Whether `st` is an overlay whiteout: a character device 0/0. */
-export function isWhiteout(st: Stat): boolean {
-  return (st.mode & S_IFMT) === S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0;
-}
-
-/** Whether the directory at `abs` is marked opaque. */
-export function isOpaque(sys: Sys, abs: string, xattr = OPAQUE_XATTR): boolean {
-  const v = sys.lgetxattr(abs, xattr);
-  return v !== null && v.length === 1 && v[0] === 0x79; // "y"
-}
+export { isDir, isOpaque, isWhiteout } from "../../src/archive/whiteouts.ts";
 
 /**
  * A read-only view of lower layers, nearest first; lookups are cached for the view's lifetime.

@@ -11,7 +11,7 @@ import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode, tarTypeOf } from "./_file-type.ts";
 import { toContainer } from "./_id-map.ts";
 import { readXattrs } from "./_metadata.ts";
-import { WHITEOUT_PREFIX } from "./apply.ts";
+import { WHITEOUT_PREFIX } from "./whiteouts.ts";
 import type { TarHeader } from "./tar-types.ts";
 import type { TarWriter } from "./tar-writer.ts";
 

@@ -16,16 +16,9 @@ import { toHost } from "./_id-map.ts";
 import { FileWrites, readSmall, SMALL_FILE } from "./_file-writes.ts";
 import { setMetadata } from "./_metadata.ts";
 import { readTar } from "./tar-reader.ts";
+import { OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, isOverlayXattr } from "./whiteouts.ts";
 import type { TarEntry, TarHeader } from "./tar-types.ts";
 
-/** The AUFS whiteout prefix: `.wh.NAME` deletes NAME from the layers below. */
-export const WHITEOUT_PREFIX = ".wh.";
-/** AUFS's own metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): never extracted. */
-export const WHITEOUT_META_PREFIX = ".wh..wh.";
-/** The AUFS opaque marker: the directory holding it hides everything below it. */
-export const WHITEOUT_OPAQUE = ".wh..wh..opq";
-/** The xattr overlayfs reads to treat a directory as opaque. */
-export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
 /** Mode of directories a layer implies without listing them (moby's ImpliedDirectoryMode). */
 const IMPLIED_DIR_MODE = 0o755;
 
@@ -81,14 +74,6 @@ function _isAufsMeta(rel: string): boolean {
   }
 }
 
-/**
- * overlayfs's own attributes (redirects, origins, metacopy, opaque) describe the layer that made
- * them and steer how overlay resolves paths: a layer tar must never plant them. Opaqueness
- * travels as `.wh..wh..opq` instead.
- */
-function _isOverlayXattr(name: string): boolean {
-  return name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.");
-}
 
 class _Applier {
   #root: ConfinedRoot;
@@ -175,7 +160,7 @@ class _Applier {
       uid: toHost(this.#opts.uidMaps, h.uid, "UID"),
       gid: toHost(this.#opts.gidMaps, h.gid, "GID"),
       mode: h.mode,
-      xattrs: [...h.xattrs].filter(([name]) => !_isOverlayXattr(name)),
+      xattrs: [...h.xattrs].filter(([name]) => !isOverlayXattr(name)),
       atime: h.mtime,
       mtime: h.mtime,
       symlink,

@@ -2,8 +2,8 @@
  * moby's `ChangesDirs`: what a layer directory adds, modifies and deletes compared with its
  * parent's directory, by walking both trees side by side (no symlink is ever followed).
  */
-import type { Change } from "../core/driver.ts";
-import { ChangeKind } from "../core/driver.ts";
+import type { Change } from "./change.ts";
+import { ChangeKind } from "./change.ts";
 import { hasCode } from "../core/errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { isDirMode } from "./_file-type.ts";

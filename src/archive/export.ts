@@ -3,8 +3,9 @@
  * from the layer directory with all their metadata; deleted ones become AUFS `.wh.NAME` entries.
  * The tar is produced as its reader pulls it, so a multi-gigabyte commit never sits in memory.
  */
-import type { Change, IdMap } from "../core/driver.ts";
-import { ChangeKind } from "../core/driver.ts";
+import type { IdMap } from "../core/driver.ts";
+import type { Change } from "./change.ts";
+import { ChangeKind } from "./change.ts";
 import type { Sys } from "../sys/types.ts";
 import { EntryWriter, isOverlayWhiteout, whiteoutName } from "./_entry-writer.ts";
 import { comparePaths } from "./changes.ts";

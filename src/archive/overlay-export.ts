@@ -11,7 +11,7 @@ import { DT, type Sys } from "../sys/types.ts";
 import { EntryWriter, isOverlayWhiteout, whiteoutName } from "./_entry-writer.ts";
 import { isDirMode } from "./_file-type.ts";
 import { yieldToLoop } from "./_metadata.ts";
-import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE } from "./apply.ts";
+import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, isOverlayXattr } from "./whiteouts.ts";
 import { comparePaths } from "./changes.ts";
 import { TarWriter } from "./tar-writer.ts";
 
@@ -28,9 +28,6 @@ export interface ExportUpperOptions {
 }
 
 /** Whether an xattr is overlay's bookkeeping rather than the file's own. */
-function _isOverlayXattr(name: string): boolean {
-  return name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.");
-}
 
 /** Every path under `upper` ("a/b"), sorted as moby sorts change paths. */
 async function _paths(sys: Sys, upper: string): Promise<string[]> {
@@ -56,7 +53,7 @@ async function _paths(sys: Sys, upper: string): Promise<string[]> {
  */
 export function exportUpper(upper: string, opts: ExportUpperOptions): ReadableStream<Uint8Array> {
   const writer = new TarWriter();
-  const entries = new EntryWriter(writer, upper, { ...opts, dropXattr: _isOverlayXattr });
+  const entries = new EntryWriter(writer, upper, { ...opts, dropXattr: isOverlayXattr });
   _export(entries, upper, opts.sys).then(() => writer.finish()).catch((err) => writer.abort(err));
   return writer.stream;
 }

@@ -1,7 +1,7 @@
 /** moby's `ChangesSize`: how many bytes a change list adds to a layer. */
 import * as fs from "node:fs/promises";
-import type { Change } from "../core/driver.ts";
-import { ChangeKind } from "../core/driver.ts";
+import type { Change } from "./change.ts";
+import { ChangeKind } from "./change.ts";
 import { hasCode } from "../core/errors.ts";
 
 /**

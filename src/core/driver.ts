@@ -29,14 +29,9 @@ export function rootPair(uidMaps: readonly IdMap[], gidMaps: readonly IdMap[]): 
   return { uid: root(uidMaps), gid: root(gidMaps) };
 }
 
-/** A change between a layer and its parent; Kind 0 modified, 1 added, 2 deleted. */
-export interface Change {
-  Path: string;
-  Kind: 0 | 1 | 2;
-}
+import type { Change } from "../archive/change.ts";
 
-/** Change kinds, named. */
-export const ChangeKind = { Modify: 0, Add: 1, Delete: 2 } as const;
+export { type Change, ChangeKind } from "../archive/change.ts";
 
 /** Options of Create / CreateReadWrite. */
 export interface CreateOpts {
