@@ -84,12 +84,13 @@ export type UnmountResult = "unmounted" | "detached" | "not-mounted";
  */
 export function unmount(sys: Sys, target: string): UnmountResult {
   try {
-    sys.umount2(target, 0);
+    // NOFOLLOW: a symlink planted as a mount point is not followed to unmount whatever it names.
+    sys.umount2(target, MNT.NOFOLLOW);
     return "unmounted";
   } catch (err) {
     if (hasCode(err, "EINVAL", "ENOENT")) return "not-mounted";
     if (!hasCode(err, "EBUSY")) throw err;
   }
-  sys.umount2(target, MNT.DETACH);
+  sys.umount2(target, MNT.DETACH | MNT.NOFOLLOW);
   return "detached";
 }
