@@ -127,4 +127,9 @@ export interface Sys {
   loopAttach(file: string): LoopDevice;
   /** The entries of a directory with their `d_type`, straight from getdents64, unsorted, without "." and "..". */
   readdirTypes(path: string): Dirent[];
+  /**
+   * `readdirTypes` opened with O_NOFOLLOW | O_DIRECTORY: ENOTDIR when `path` itself is a symlink
+   * (as for any other non-directory), so a walk never lists a directory through a link.
+   */
+  lreaddirTypes(path: string): Dirent[];
 }
