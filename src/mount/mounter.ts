@@ -24,7 +24,11 @@ export function mountSpec(sys: Sys, spec: MountSpec, target: string, what = `an 
 function _mountNew(sys: Sys, spec: MountSpec, target: string): void {
   const fsfd = sys.fsopen(spec.type);
   try {
+    // Relative paths resolve against the working directory while fsconfig parses them (see
+    // _mountLegacy for why the process-wide change of directory is safe here).
+    const previous = spec.cwd === undefined ? undefined : process.cwd();
     try {
+      if (spec.cwd !== undefined) process.chdir(spec.cwd);
       for (const option of spec.options) {
         const [key, value] = splitOption(option);
         sys.fsconfig(fsfd, key, value);
@@ -34,6 +38,8 @@ function _mountNew(sys: Sys, spec: MountSpec, target: string): void {
       // The kernel explains most EINVALs ("too many lower directories, limit is 500") in the context's log.
       if (err instanceof ErrnoError) Object.assign(err, { kernelLog: _safeLog(sys, fsfd) });
       throw err;
+    } finally {
+      if (previous !== undefined) process.chdir(previous);
     }
     const mfd = sys.fsmount(fsfd, 0);
     try {
