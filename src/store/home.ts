@@ -82,7 +82,8 @@ async function _lstat(p: string) {
   try {
     return await fs.lstat(p);
   } catch (err) {
-    if (hasCode(err, "ENOENT")) return null;
+    // ENOTDIR: a file stands where a directory of the path should be; the walk up finds it.
+    if (hasCode(err, "ENOENT", "ENOTDIR")) return null;
     throw err;
   }
 }
