@@ -249,3 +249,27 @@ describe("the store marker", () => {
     expect(Object.keys(before).length).toBe(Object.keys(unmarked).length + 1);
   });
 });
+
+describe("vfs recovery of an earlier version's finished apply", () => {
+  test("tmp/ready-<id> of a layer missing from dir/ is swapped in; one whose layer is there is deleted", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-ready-"));
+    try {
+      const home = path.join(root, "home");
+      const open = () => initDriver("vfs", { home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
+      const d = await open();
+      for (const id of ["gone", "kept"]) {
+        await d.create(id, "", {});
+        await d.applyDiff(id, "", streamOf(await makeTar([file("f", id)])));
+      }
+      fs.renameSync(path.join(home, "dir", "gone"), path.join(home, "tmp", "ready-gone"));
+      fs.cpSync(path.join(home, "dir", "kept"), path.join(home, "tmp", "ready-kept"), { recursive: true });
+      fs.writeFileSync(path.join(home, "tmp", "ready-kept", "f"), "stale");
+      const again = await open();
+      expect(fs.readFileSync(path.join(await again.get("gone", ""), "f"), "utf8")).toBe("gone");
+      expect(fs.readFileSync(path.join(await again.get("kept", ""), "f"), "utf8")).toBe("kept");
+      expect(fs.readdirSync(path.join(home, "tmp"))).toEqual([]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
