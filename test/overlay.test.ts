@@ -120,6 +120,18 @@ describe("layerMount", () => {
     });
   });
 
+  test("names paths relative to the layer's own dir when an absolute one exceeds fsconfig's 255 bytes", () => {
+    const id = "c".repeat(250);
+    expect(layerMount({ ...base, id, method: "fsconfig" })).toEqual({
+      type: "overlay",
+      source: "overlay",
+      options: [`lowerdir+=../${lowers[0]}`, `lowerdir+=../${lowers[1]}`, "upperdir=diff", "workdir=work"],
+      cwd: `/h/${id}`,
+    });
+    expect(layerMount({ ...base, id, method: "fsconfig", readonly: true }).options[0]).toBe("lowerdir+=diff");
+    expect(layerMount({ ...base, id: "c".repeat(245), method: "fsconfig" }).cwd).toBeUndefined();
+  });
+
   test("mounts a layer with children read-only: its own diff on top, no upper", () => {
     const spec = layerMount({ ...base, method: "mount", readonly: true });
     expect(spec.options).toEqual([`lowerdir=/h/c/diff:/h/${lowers[0]}:/h/${lowers[1]}`]);

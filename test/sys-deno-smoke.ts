@@ -131,6 +131,11 @@ try {
     const types = new Map(sys.readdirTypes(mnt).map((e) => [e.name, e.type]));
     return types.get("f") === DT.REG && types.get("link") === DT.LNK && !types.has(".");
   });
+  check("lreaddirTypes lists a directory and refuses a symlink to one with ENOTDIR", () => {
+    fs.symlinkSync(mnt, path.join(root, "dirlink"));
+    const err = thrown(() => sys.lreaddirTypes(path.join(root, "dirlink")));
+    return sys.lreaddirTypes(mnt).length === sys.readdirTypes(mnt).length && err instanceof ErrnoError && err.code === "ENOTDIR";
+  });
   check("rename2 EXCHANGE", () => {
     fs.writeFileSync(path.join(mnt, "a"), "A");
     fs.writeFileSync(path.join(mnt, "b"), "B");

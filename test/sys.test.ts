@@ -509,3 +509,25 @@ describe("readdirTypes", () => {
     expect(thrown(() => sys.readdirTypes(path.join(root, "missing"))).code).toBe("ENOENT");
   });
 });
+
+describe("lreaddirTypes", () => {
+  test("lists a directory as readdirTypes does", () => {
+    fs.mkdirSync(path.join(root, "dir"));
+    fs.writeFileSync(path.join(root, "dir", "file"), "");
+    expect(sys.lreaddirTypes(path.join(root, "dir"))).toEqual(sys.readdirTypes(path.join(root, "dir")));
+  });
+
+  test("refuses a symlink to a directory with ENOTDIR instead of listing its target", () => {
+    fs.mkdirSync(path.join(root, "dir"));
+    fs.writeFileSync(path.join(root, "dir", "secret"), "");
+    fs.symlinkSync("dir", path.join(root, "link"));
+    expect(sys.readdirTypes(path.join(root, "link")).map((e) => e.name)).toEqual(["secret"]);
+    expect(thrown(() => sys.lreaddirTypes(path.join(root, "link"))).code).toBe("ENOTDIR");
+  });
+
+  test("a file is ENOTDIR, a missing path ENOENT", () => {
+    fs.writeFileSync(path.join(root, "file"), "");
+    expect(thrown(() => sys.lreaddirTypes(path.join(root, "file"))).code).toBe("ENOTDIR");
+    expect(thrown(() => sys.lreaddirTypes(path.join(root, "missing"))).code).toBe("ENOENT");
+  });
+});

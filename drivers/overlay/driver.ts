@@ -22,12 +22,17 @@ import type { Sys } from "../../src/sys/types.ts";
 import { indexParents } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
 import { LayerStore, TMP_PREFIX } from "./layers.ts";
-import { Layout, MERGED_DIR } from "./layout.ts";
+import { LINK_DIR, Layout, MERGED_DIR, QUOTA_DIR, TMP_DIR, imageName } from "./layout.ts";
 import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
 import { Mounts } from "../../src/mount/refcount.ts";
 import { NativeDiff } from "./native-diff.ts";
 import type { MountInfo } from "../../src/mount/mountinfo.ts";
 import { QuotaImages, checkSize, findMkfs, parseSize } from "./quota.ts";
+import type { StoreLayout } from "../../src/store/home.ts";
+import { assertOwnDir } from "../../src/store/own.ts";
+
+/** How an overlay store made before Home markers looks: its own dot-dirs and layer directories. */
+export const OVERLAY_LAYOUT: StoreLayout = { required: [LINK_DIR, TMP_DIR], optional: [QUOTA_DIR], extra: LAYER_ID_PATTERN };
 
 /** The overlay driver's options (`strata.KEY=VALUE`). */
 export const KNOWN_OPTIONS = ["mount_method", "native_diff", "size"] as const;
@@ -182,6 +187,7 @@ class OverlayDriver implements Driver {
     if (size > 0 && this.#quota.unavailableReason !== null) {
       throw new InvalidRequestError(`Cannot create layer "${id}" with a size limit: ${this.#quota.unavailableReason}`);
     }
+    if (size > 0) imageName(id);
     await this.#locks.runAll(parent ? [id, parent] : [id], async () => {
       await this.#store.create(id, parent, maxLowers(this.features.method), size);
       this.#parents.set(id, parent);
@@ -205,6 +211,7 @@ class OverlayDriver implements Driver {
   async get(id: string, _mountLabel: string): Promise<string> {
     return await this.#locks.run(id, async () => {
       await this.#store.mustExist(id, "get");
+      await this.#store.assertSound(id);
       const lowers = await this.#store.lowers(id);
       // A base layer is its diff dir; overlay2 does not mount it either.
       if (lowers.length === 0) return this.#layout.diff(id);
@@ -291,6 +298,7 @@ class OverlayDriver implements Driver {
   /** Whether the diff operations on (`id`, `parent`) may read the upper dir alone. */
   async #isNative(id: string, parent: string, action = "diff"): Promise<boolean> {
     await this.#store.mustExist(id, action);
+    await this.#store.assertSound(id);
     if (!this.features.nativeDiff) return false;
     return parent === "" || parent === this.#parents.parentOf(id);
   }
@@ -319,6 +327,10 @@ class OverlayDriver implements Driver {
     if (this.features.userxattr) return this.#naive.applyDiff(id, parent, tar);
     return await this.#locks.run(id, async () => {
       await this.#store.mustExist(id, "apply a diff to");
+      await this.#store.assertSound(id).catch(async (err) => {
+        await tar.cancel().catch(() => {});
+        throw err;
+      });
       if (this.#mounts.count(id) > 0) {
         await tar.cancel().catch(() => {});
         throw new BusyError(`Cannot apply a diff to layer "${id}": it is mounted`);
@@ -355,6 +367,7 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   const want = _options(config.options);
   const layout = new Layout(config.home);
   await fs.mkdir(config.home, { recursive: true, mode: 0o710 });
+  await assertOwnDir(config.home);
   // runc resolves a container's rootfs path as the remapped root (userns-remap): it must get
   // through Home, as overlay2's is 0710 with the remapped root's group.
   const rootGid = rootPair(config.uidMaps, config.gidMaps).gid;
@@ -362,6 +375,8 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   await fs.mkdir(layout.linkDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(layout.tmpDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(layout.quotaDir, { recursive: true, mode: 0o700 });
+  // mkdir -p is content with a symlink to a directory: every walk and delete below would follow it out of Home.
+  for (const dir of [layout.linkDir, layout.tmpDir, layout.quotaDir]) await assertOwnDir(dir);
   const probe = await fs.mkdtemp(path.join(layout.tmpDir, TMP_PREFIX.check));
   let features: HostFeatures;
   try {

@@ -11,10 +11,12 @@ import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import type { Logger } from "../../src/core/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
-import { pathExists, type QuotaImages } from "./quota.ts";
+import { entryPath, tempName } from "../../src/store/names.ts";
+import { assertOwnDir, notOwn, ownEntry } from "../../src/store/own.ts";
+import type { QuotaImages } from "./quota.ts";
 import {
-  DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, TMP_DIR, WORK_DIR, childLowers, formatLower,
-  idOfLinkTarget, isLinkId, linkTarget, newLinkId, parseLower,
+  DIFF_DIR, IMAGE_SUFFIX, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, TMP_DIR, WORK_DIR, childLowers, formatLower,
+  idOfLinkTarget, imageName, isLinkId, linkTarget, newLinkId, parseLower,
 } from "./layout.ts";
 
 /** Temp dir prefixes under `.tmp/`. */
@@ -39,7 +41,13 @@ export class LayerStore {
 
   /** A fresh path under `.tmp/`. */
   tmp(prefix: string, id: string): string {
-    return path.join(this.layout.tmpDir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
+    return entryPath(this.layout.tmpDir, tempName(prefix, id, ++this.#seq));
+  }
+
+  /** Whether the layer has its own filesystem image (a real file in `.quota/`). */
+  async hasImage(id: string): Promise<boolean> {
+    const image = this.layout.quotaImage(id);
+    return image !== null && (await ownEntry(image, "file")) === "ok";
   }
 
   /**
@@ -47,19 +55,31 @@ export class LayerStore {
    * into the layer: `.tmp/` for most layers, `<id>/.tmp/` inside a size-limited layer's own image.
    */
   async tmpBeside(prefix: string, id: string): Promise<string> {
-    if (!(await pathExists(this.layout.quotaImage(id)))) return this.tmp(prefix, id);
+    if (!(await this.hasImage(id))) return this.tmp(prefix, id);
     const dir = path.join(this.layout.layer(id), TMP_DIR);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    return path.join(dir, `${prefix}${id}-${process.pid}-${++this.#seq}`);
+    await assertOwnDir(dir);
+    return entryPath(dir, tempName(prefix, id, ++this.#seq));
   }
 
-  /** Whether the layer exists: its `link` file does (a size-limited layer's dir is empty until mounted). */
+  /**
+   * Whether the layer exists: its directory is a real one holding a `link` file (a size-limited
+   * layer's dir is empty until mounted). A symlink in the layer's place is no layer.
+   */
   async exists(id: string): Promise<boolean> {
-    try {
-      return (await fs.lstat(this.layout.linkFile(id))).isFile();
-    } catch (err) {
-      if (hasCode(err, "ENOENT")) return false;
-      throw err;
+    return (await ownEntry(this.layout.layer(id), "dir")) === "ok" && (await ownEntry(this.layout.linkFile(id), "file")) === "ok";
+  }
+
+  /**
+   * Throw unless the layer's own entries that a mount, Get or diff uses are what strata made:
+   * `diff/` (and `work/`, `merged/` when there) directories, never symlinks out of Home.
+   */
+  async assertSound(id: string): Promise<void> {
+    await assertOwnDir(this.layout.diff(id));
+    await assertOwnDir(this.layout.work(id), true);
+    await assertOwnDir(this.layout.merged(id), true);
+    for (const file of [this.layout.lowerFile(id), this.layout.linkFile(id)]) {
+      if ((await ownEntry(file, "file")) === "foreign") throw await notOwn(file, "file");
     }
   }
 
@@ -125,8 +145,9 @@ export class LayerStore {
         throw new StrataError(`Cannot create layer "${id}": its chain of ${lowers.length + 1} layers is deeper than this host can mount (${maxLowers + 1})`);
       }
     }
+    const placed = sizeBytes > 0 ? entryPath(this.layout.quotaDir, imageName(id)) : null;
     const staging = this.tmp(TMP_PREFIX.create, id);
-    const image = sizeBytes > 0 ? `${staging}.img` : null;
+    const image = sizeBytes > 0 ? `${staging}${IMAGE_SUFFIX}` : null;
     let link: string | undefined;
     let stagingMounted = false;
     let placedImage = false;
@@ -140,7 +161,7 @@ export class LayerStore {
       }
       await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
       link = await this.#populate(staging, id, parent, lowers);
-      if (image === null) {
+      if (image === null || placed === null) {
         faultPoint(FAULT.createBeforeRename);
         await fs.rename(staging, dir);
       } else {
@@ -150,7 +171,6 @@ export class LayerStore {
         // (it is complete by then).
         this.#quota.unmount(staging);
         stagingMounted = false;
-        const placed = this.layout.quotaImage(id);
         faultPoint(FAULT.createBeforeRename);
         await fs.rename(image, placed);
         placedImage = true;
@@ -174,7 +194,7 @@ export class LayerStore {
       if (image !== null) await fs.rm(image, { force: true });
       if (placedImage) {
         await fs.rmdir(dir).catch(() => {});
-        await fs.rm(this.layout.quotaImage(id), { force: true });
+        await fs.rm(placed!, { force: true });
       }
       if (link) await fs.unlink(link).catch(() => {});
       throw err;
@@ -182,9 +202,16 @@ export class LayerStore {
     if (parent) await this.markCommitted(parent);
   }
 
-  /** Record that the layer is sealed (a child was built on it, or the snapshotter committed it). */
+  /**
+   * Record that the layer is sealed (a child was built on it, or the snapshotter committed it);
+   * "wx" never writes through a symlink planted in the marker's place.
+   */
   async markCommitted(id: string): Promise<void> {
-    await fs.writeFile(this.layout.committedFile(id), "", { mode: 0o600 });
+    const file = this.layout.committedFile(id);
+    await fs.writeFile(file, "", { mode: 0o600, flag: "wx" }).catch(async (err) => {
+      if (!hasCode(err, "EEXIST")) throw err;
+      if ((await ownEntry(file, "file")) !== "ok") this.#log.warn("a layer's committed marker is not a file: left alone", { id });
+    });
   }
 
   /** Fill a new layer's directory: diff (and work and lower with a parent), a fresh link. Returns the link's path. */
@@ -200,6 +227,7 @@ export class LayerStore {
       await fs.chown(diff, this.#root.uid, this.#root.gid);
     }
     let linkId = newLinkId();
+    await assertOwnDir(this.layout.linkDir);
     for (;;) {
       try {
         await fs.symlink(linkTarget(id), this.layout.link(linkId));
@@ -235,13 +263,17 @@ export class LayerStore {
    */
   async remove(id: string): Promise<void> {
     const dir = this.layout.layer(id);
-    const linkId = await this.linkId(id).catch(() => null);
+    if ((await ownEntry(dir, "dir")) === "foreign") {
+      this.#log.warn("a layer's place holds something that is not a directory: left alone", { id, path: dir });
+      return;
+    }
+    const linkId = (await this.exists(id)) ? await this.linkId(id).catch(() => null) : null;
     let doomed = this.tmp(TMP_PREFIX.remove, id);
     const image = this.layout.quotaImage(id);
-    if (await pathExists(image)) {
+    if (image !== null && (await this.hasImage(id))) {
       this.#quota.unmount(dir);
       faultPoint(FAULT.removeAfterUnmount);
-      doomed = `${doomed}.img`;
+      doomed = `${doomed}${IMAGE_SUFFIX}`;
       await fs.rename(image, doomed);
       await fs.rmdir(dir).catch((e) => this.#log.warn("remove left a directory", { id, err: String(e) }));
     } else {
@@ -253,15 +285,27 @@ export class LayerStore {
       }
     }
     faultPoint(FAULT.removeBeforeDelete);
-    if (linkId) await fs.unlink(this.layout.link(linkId)).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
+    if (linkId) await this.#unlinkLink(linkId).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
     // The layer is gone once renamed; what fails to delete now goes at the next start.
     await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
   }
 
-  /** Layer IDs on disk. */
+  /** Remove a short link as a link; anything else in `.l/` (a planted directory or file) is left alone. */
+  async #unlinkLink(linkId: string): Promise<void> {
+    const link = this.layout.link(linkId);
+    const st = await fs.lstat(link).catch(() => null);
+    if (st === null) return;
+    if (!st.isSymbolicLink()) {
+      this.#log.warn("an entry of .l/ is not a link: left alone", { link: linkId });
+      return;
+    }
+    await fs.unlink(link);
+  }
+
+  /** Layer IDs on disk: real directories named like layer IDs (not lost+found, not a symlink). */
   async ids(): Promise<string[]> {
     const entries = await fs.readdir(this.layout.home, { withFileTypes: true });
-    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && !e.name.startsWith(".")).map((e) => e.name);
+    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && LAYER_ID_PATTERN.test(e.name)).map((e) => e.name);
   }
 
   /**
@@ -276,9 +320,13 @@ export class LayerStore {
       throw err;
     });
     for (const name of names) {
-      const id = name.endsWith(".img") ? name.slice(0, -".img".length) : "";
+      const id = name.endsWith(IMAGE_SUFFIX) ? name.slice(0, -IMAGE_SUFFIX.length) : "";
       if (!LAYER_ID_PATTERN.test(id)) continue;
       const dir = this.layout.layer(id);
+      if (!(await this.hasImage(id))) {
+        this.#log.warn("an entry of .quota/ is not a regular file: left alone", { name });
+        continue;
+      }
       if (mounted.has(id)) {
         await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
         continue;
@@ -287,7 +335,9 @@ export class LayerStore {
         await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
           if (!hasCode(err, "EEXIST")) throw err;
         });
-        this.#quota.mount(this.layout.quotaImage(id), dir);
+        // A mount follows a symlink: one planted in the layer's place must not get the image mounted on its target.
+        await assertOwnDir(dir);
+        this.#quota.mount(this.layout.quotaImage(id)!, dir);
         this.#log.info("mounted a layer image", { id });
         await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
       } catch (err) {
@@ -314,17 +364,26 @@ export class LayerStore {
     }
     const wanted = new Map<string, string>();
     for (const id of await this.ids()) {
-      const linkId = await this.linkId(id).catch(() => null);
+      const linkId = (await this.exists(id)) ? await this.linkId(id).catch(() => null) : null;
       if (linkId) wanted.set(linkId, id);
     }
     for (const linkId of await fs.readdir(this.layout.linkDir)) {
+      if (!isLinkId(linkId)) {
+        this.#log.warn("an entry of .l/ is no link of ours: left alone", { name: linkId.slice(0, 80) });
+        continue;
+      }
       const id = wanted.get(linkId);
       const target = await fs.readlink(this.layout.link(linkId)).catch(() => null);
       if (id !== undefined && target === linkTarget(id)) {
         wanted.delete(linkId);
         continue;
       }
-      await fs.rm(this.layout.link(linkId), { force: true });
+      if (target === null) {
+        this.#log.warn("an entry of .l/ is not a link: left alone", { link: linkId });
+        wanted.delete(linkId);
+        continue;
+      }
+      await this.#unlinkLink(linkId);
       this.#log.info("dropped a stale link", { link: linkId });
     }
     for (const [linkId, id] of wanted) {

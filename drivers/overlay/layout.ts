@@ -21,6 +21,7 @@
 import * as path from "node:path";
 import { StrataError } from "../../src/core/errors.ts";
 import { assertLayerId } from "../../src/core/layer-id.ts";
+import { entryPath, idName, maxIdFor } from "../../src/store/names.ts";
 
 /** Holds the short-name symlinks (overlay2's `l`, with the dot that keeps it apart from layer IDs). */
 export const LINK_DIR = ".l";
@@ -40,6 +41,10 @@ export const COMMITTED_FILE = "committed";
 export const TMP_DIR = ".tmp";
 /** Filesystem images of size-limited layers. */
 export const QUOTA_DIR = ".quota";
+/** A size-limited layer's image is `.quota/<id><IMAGE_SUFFIX>`. */
+export const IMAGE_SUFFIX = ".img";
+/** The longest ID a size-limited layer can have: its image's name must fit NAME_MAX. */
+export const MAX_SIZED_ID = maxIdFor(IMAGE_SUFFIX);
 /** overlay2's link name length: (26 + len(".l/") + 1) × 128 lowers, plus a 64-character ID's upper and work, fit a page. */
 export const LINK_ID_LENGTH = 26;
 
@@ -90,7 +95,7 @@ export class Layout {
   }
   /** The symlink of a link name. */
   link(linkId: string): string {
-    return path.join(this.home, LINK_DIR, linkId);
+    return entryPath(this.linkDir, linkId);
   }
   /** The temp dir. */
   get tmpDir(): string {
@@ -100,10 +105,13 @@ export class Layout {
   get quotaDir(): string {
     return path.join(this.home, QUOTA_DIR);
   }
-  /** A size-limited layer's filesystem image. */
-  quotaImage(id: string): string {
+  /**
+   * A size-limited layer's filesystem image; null for an ID too long to have one (such a layer
+   * cannot be created with a size limit, see `imageName`).
+   */
+  quotaImage(id: string): string | null {
     assertLayerId(id);
-    return path.join(this.home, QUOTA_DIR, `${id}.img`);
+    return id.length > MAX_SIZED_ID ? null : entryPath(this.quotaDir, `${id}${IMAGE_SUFFIX}`);
   }
   /** A lower-file entry (".l/ABC…") as an absolute path (still a symlink to the diff dir). */
   absolute(entry: string): string {
@@ -165,4 +173,12 @@ export function formatLower(entries: readonly string[]): string {
 /** The lower chain of a child of a layer whose link is `parentLink` and whose own chain is `parentLowers`. */
 export function childLowers(parentLink: string, parentLowers: readonly string[]): string[] {
   return [`${LINK_DIR}/${parentLink}`, ...parentLowers];
+}
+
+/**
+ * The image name of a size-limited layer, or InvalidRequestError when `id` is too long for one:
+ * checked before a sized create touches the disk.
+ */
+export function imageName(id: string): string {
+  return idName(id, IMAGE_SUFFIX, `create layer "${id}" with a size limit`);
 }

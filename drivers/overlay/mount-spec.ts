@@ -20,6 +20,8 @@ export type MountMethod = "fsconfig" | "mount";
 
 /** overlayfs's OVL_MAX_STACK: the most lower layers one overlay mount takes. */
 export const OVERLAY_MAX_LOWERS = 500;
+/** The longest string value fsconfig(2) takes: the kernel copies at most 256 bytes, NUL included. */
+export const FSCONFIG_VALUE_MAX = 255;
 /** overlay2's maxDepth: the most lower layers the mount(2) short-link scheme is sized for. */
 export const MOUNT2_MAX_LOWERS = 128;
 
@@ -66,10 +68,18 @@ export function layerMount(input: LayerMountInput): MountSpec & { type: "overlay
   const work = (base: string) => path.join(base, id, WORK_DIR);
 
   if (method === "fsconfig") {
-    const lowerDirs = [...(readonly ? [diff(home)] : []), ...lowers.map((l) => path.join(home, l))];
-    const options = [...extra, ...lowerDirs.map((d) => `lowerdir+=${d}`)];
-    if (!readonly) options.push(`upperdir=${diff(home)}`, `workdir=${work(home)}`);
-    return { type: "overlay", source: "overlay", options };
+    const fsconfigOptions = (layer: string, lower: (entry: string) => string): string[] => {
+      const lowerDirs = [...(readonly ? [path.join(layer, DIFF_DIR)] : []), ...lowers.map(lower)];
+      const options = [...extra, ...lowerDirs.map((d) => `lowerdir+=${d}`)];
+      if (!readonly) options.push(`upperdir=${path.join(layer, DIFF_DIR)}`, `workdir=${path.join(layer, WORK_DIR)}`);
+      return options;
+    };
+    const options = fsconfigOptions(path.join(home, id), (l) => path.join(home, l));
+    if (options.every((o) => new TextEncoder().encode(o).byteLength - o.indexOf("=") - 1 <= FSCONFIG_VALUE_MAX)) {
+      return { type: "overlay", source: "overlay", options };
+    }
+    // A long Home or layer ID: paths relative to the layer's own directory are short whatever its ID.
+    return { type: "overlay", source: "overlay", options: fsconfigOptions("", (l) => path.join("..", l)), cwd: path.join(home, id) };
   }
 
   const build = (base: string, lowerList: string[]): string[] => {

@@ -50,7 +50,7 @@ export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly 
 
   /** Everything under `rel` is new: all of it is added (whiteouts there hide nothing). */
   const addAll = async (rel: string) => {
-    for (const e of sys.readdirTypes(upper + rel)) {
+    for (const e of sys.lreaddirTypes(upper + rel)) {
       const p = `${rel}/${e.name}`;
       await tick();
       const st = sys.lstat(upper + p);
@@ -64,7 +64,7 @@ export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly 
   const walk = async (rel: string): Promise<boolean> => {
     const before = changes.length;
     const present = new Set<string>();
-    for (const e of sys.readdirTypes(upper + rel)) {
+    for (const e of sys.lreaddirTypes(upper + rel)) {
       const p = `${rel}/${e.name}`;
       present.add(e.name);
       await tick();
@@ -110,7 +110,7 @@ export async function upperSize(sys: Sys, upper: string): Promise<number> {
   let size = 0;
   let seen = 0;
   const walk = async (dir: string) => {
-    for (const e of sys.readdirTypes(dir)) {
+    for (const e of sys.lreaddirTypes(dir)) {
       if (++seen % YIELD_EVERY === 0) await yieldToLoop();
       const st = sys.lstat(`${dir}/${e.name}`);
       if (isDir(st)) {

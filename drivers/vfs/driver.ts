@@ -16,10 +16,13 @@ import { diskUsage } from "../../src/archive/size.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
 import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/core/errors.ts";
 import { FAULT, faultPoint } from "../../src/core/fault.ts";
-import { assertLayerId } from "../../src/core/layer-id.ts";
+import { LAYER_ID_PATTERN, assertLayerId } from "../../src/core/layer-id.ts";
 import { KeyedLock } from "../../src/core/locks.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { withNaiveDiff } from "../../src/core/naive-diff.ts";
+import type { StoreLayout } from "../../src/store/home.ts";
+import { entryPath, tempName } from "../../src/store/names.ts";
+import { assertOwnDir, ownEntry } from "../../src/store/own.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { META_DIR, ParentRecords } from "./parents.ts";
@@ -28,8 +31,13 @@ import { META_DIR, ParentRecords } from "./parents.ts";
 export const LAYERS_DIR = "dir";
 /** Where layers are built and deleted, under Home; emptied at start. */
 export const TMP_DIR = "tmp";
-/** A finished ApplyDiff waiting to be swapped in: `tmp/ready-<id>`. */
+/** A finished ApplyDiff waiting to be swapped in, as the previous version named it: `tmp/ready-<id>`. */
 const READY_PREFIX = "ready-";
+/** A finished ApplyDiff waiting to be swapped in: `tmp/done-<…>/<id>` (the ID may fill a whole name). */
+const DONE_PREFIX = "done-";
+
+/** How a vfs store made before Home markers looks (`meta/` came later than the other two). */
+export const VFS_LAYOUT: StoreLayout = { required: [LAYERS_DIR, TMP_DIR], optional: [META_DIR] };
 
 /** The vfs driver's options (none yet). */
 const KNOWN_OPTIONS: readonly string[] = [];
@@ -68,16 +76,24 @@ class VfsDriver {
   async recover(): Promise<void> {
     const tmp = path.join(this.#home, TMP_DIR);
     for (const name of await fs.readdir(tmp)) {
-      const id = name.slice(READY_PREFIX.length);
-      if (name.startsWith(READY_PREFIX) && !(await this.exists(id))) {
-        // The crash came between moving the old tree out and the new one in: the apply had finished.
-        await fs.rename(path.join(tmp, name), this.#dir(id));
-        this.#log.info("recovered applied layer", { id });
-        continue;
+      const entry = path.join(tmp, name);
+      if (name.startsWith(DONE_PREFIX) && (await ownEntry(entry, "dir")) === "ok") {
+        for (const id of await fs.readdir(entry)) await this.#finishApply(path.join(entry, id), id);
+      } else if (name.startsWith(READY_PREFIX)) {
+        await this.#finishApply(entry, name.slice(READY_PREFIX.length));
       }
-      await fs.rm(path.join(tmp, name), { recursive: true, force: true });
+      // fs.rm removes a symlink as a link and never descends through one.
+      await fs.rm(entry, { recursive: true, force: true });
     }
     await this.#records.load((id) => this.exists(id));
+  }
+
+  /** Recovery of an ApplyDiff cut short between moving the old tree out and the new one in: it had finished. */
+  async #finishApply(ready: string, id: string): Promise<void> {
+    if (!LAYER_ID_PATTERN.test(id) || (await ownEntry(ready, "dir")) !== "ok") return;
+    if ((await ownEntry(this.#dir(id), "dir")) !== "missing") return;
+    await fs.rename(ready, this.#dir(id));
+    this.#log.info("recovered applied layer", { id });
   }
 
   #dir(id: string): string {
@@ -86,7 +102,7 @@ class VfsDriver {
   }
 
   #tmp(kind: string, id: string): string {
-    return path.join(this.#home, TMP_DIR, `${kind}-${id}-${process.pid}-${++this.#seq}`);
+    return entryPath(path.join(this.#home, TMP_DIR), tempName(`${kind}-`, id, ++this.#seq));
   }
 
   /** The parent Diff and Changes compare with when asked for "" (the layer's own parent). */
@@ -149,6 +165,10 @@ class VfsDriver {
       // Create holds the parent's lock until its child is recorded, so no child can appear after this check.
       this.#records.index.assertNoChildren(id);
       const doomed = this.#tmp("rm", id);
+      if ((await ownEntry(dir, "dir")) === "foreign") {
+        this.#log.warn("a layer's place holds something that is not a directory: left alone", { id, path: dir });
+        return;
+      }
       try {
         await fs.rename(dir, doomed);
       } catch (err) {
@@ -209,15 +229,18 @@ class VfsDriver {
     return await this.#locks.run(id, async () => {
       await this.#mustExist(id, "apply a diff to");
       const staging = this.#tmp("apply", id);
-      const ready = path.join(this.#home, TMP_DIR, READY_PREFIX + id);
+      const holder = this.#tmp(DONE_PREFIX.slice(0, -1), id);
+      const ready = entryPath(holder, id);
       let size: number;
       try {
         await copyTree(this.#dir(id), staging, this.sys);
         size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
+        await fs.mkdir(holder, { mode: 0o700 });
         await fs.rename(staging, ready);
       } catch (err) {
         await tar.cancel().catch(() => {});
         await fs.rm(staging, { recursive: true, force: true });
+        await fs.rm(holder, { recursive: true, force: true });
         throw err;
       }
       const old = this.#tmp("rm", id);
@@ -225,6 +248,7 @@ class VfsDriver {
       // The one moment the layer is missing under its name: `recover` puts `ready` in its place.
       faultPoint(FAULT.applyBeforeSwap);
       await fs.rename(ready, this.#dir(id));
+      await fs.rmdir(holder).catch((e) => this.#log.warn("apply left a temp dir", { id, err: String(e) }));
       await fs.rm(old, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
       return size;
     });
@@ -240,6 +264,8 @@ export async function initVfs(config: DriverConfig): Promise<Driver> {
   rejectUnknownOptions("vfs", config.options, KNOWN_OPTIONS);
   for (const dir of ["", LAYERS_DIR, TMP_DIR, META_DIR]) {
     await fs.mkdir(path.join(config.home, dir), { recursive: true, mode: 0o700 });
+    // mkdir -p is content with a symlink to a directory: everything below would follow it out of Home.
+    await assertOwnDir(path.join(config.home, dir));
   }
   const { gid } = rootPair(config.uidMaps, config.gidMaps);
   for (const dir of [config.home, path.join(config.home, LAYERS_DIR)]) {

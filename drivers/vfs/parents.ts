@@ -9,9 +9,10 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { hasCode } from "../../src/core/errors.ts";
-import { assertLayerId } from "../../src/core/layer-id.ts";
+import { LAYER_ID_PATTERN, assertLayerId } from "../../src/core/layer-id.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { ParentIndex } from "../../src/core/parent-index.ts";
+import { ownEntry } from "../../src/store/own.ts";
 
 /** Where parent records live, under Home. */
 export const META_DIR = "meta";
@@ -43,6 +44,10 @@ export class ParentRecords {
     this.index.clear();
     for (const id of await fs.readdir(this.#dir)) {
       const file = path.join(this.#dir, id);
+      if (!LAYER_ID_PATTERN.test(id) || (await ownEntry(file, "file")) !== "ok") {
+        this.#log.warn("ignoring an entry of meta/ that is no layer record: left alone", { name: id.slice(0, 80) });
+        continue;
+      }
       if (!(await exists(id))) {
         await fs.rm(file, { force: true });
         this.#log.info("dropped the record of a missing layer", { id });
@@ -65,7 +70,8 @@ export class ParentRecords {
    */
   async write(id: string, parent: string, staging: string): Promise<void> {
     const record: _Record = { parent };
-    await fs.writeFile(staging, JSON.stringify(record) + "\n", { mode: 0o600 });
+    // "wx": a fresh name, never written through whatever might already sit there.
+    await fs.writeFile(staging, JSON.stringify(record) + "\n", { mode: 0o600, flag: "wx" });
     await fs.rename(staging, this.#file(id));
   }
 

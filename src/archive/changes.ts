@@ -90,8 +90,8 @@ class _Walk {
     const before = this.changes.length;
     const sys = this.#sys;
     const oldNames = new Set<string>();
-    if (parentIsDir && this.#parent !== null) for (const e of sys.readdirTypes(this.#parent + rel)) oldNames.add(e.name);
-    for (const e of sys.readdirTypes(this.#layer + rel)) {
+    if (parentIsDir && this.#parent !== null) for (const e of sys.lreaddirTypes(this.#parent + rel)) oldNames.add(e.name);
+    for (const e of sys.lreaddirTypes(this.#layer + rel)) {
       const child = `${rel}/${e.name}`;
       if (++this.#seen % YIELD_EVERY === 0) await yieldToLoop();
       const st = this.#lstat(this.#layer + child);

@@ -55,7 +55,7 @@ class _Copier {
   }
 
   async #walk(src: string, dst: string): Promise<void> {
-    for (const e of this.#sys.readdirTypes(src)) {
+    for (const e of this.#sys.lreaddirTypes(src)) {
       const s = `${src}/${e.name}`;
       const d = `${dst}/${e.name}`;
       const st = this.#sys.lstat(s);

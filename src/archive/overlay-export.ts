@@ -33,7 +33,7 @@ export interface ExportUpperOptions {
 async function _paths(sys: Sys, upper: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (rel: string) => {
-    for (const e of sys.readdirTypes(rel === "" ? upper : `${upper}/${rel}`)) {
+    for (const e of sys.lreaddirTypes(rel === "" ? upper : `${upper}/${rel}`)) {
       const child = rel === "" ? e.name : `${rel}/${e.name}`;
       out.push(child);
       if (out.length % YIELD_EVERY === 0) await yieldToLoop();

@@ -6,6 +6,7 @@
 import type { Sys } from "../sys/types.ts";
 import type { Logger } from "./log.ts";
 import type { MountSpec } from "../mount/spec.ts";
+import { type HomeState, type StoreLayout, claimHome, foreignHome, inspectHome, isFresh, looksLike, markHome, restoreFresh } from "../store/home.ts";
 import { ErrIncompatibleFS, ErrNotSupported, ErrPrerequisites, InvalidRequestError, StrataError } from "./errors.ts";
 
 /** One entry of a UID/GID map, as dockerd sends it. */
@@ -139,13 +140,17 @@ export type InitFunc = (config: DriverConfig) => Promise<Driver>;
 interface Registration {
   init: InitFunc;
   priority: number;
+  layout?: StoreLayout;
 }
 
 const registry = new Map<string, Registration>();
 
-/** Make a driver available by name; `auto` tries higher priorities first. */
-export function register(name: string, init: InitFunc, priority: number): void {
-  registry.set(name, { init, priority });
+/**
+ * Make a driver available by name; `auto` tries higher priorities first. `layout` is how a store
+ * the driver made before Home got a marker looks, so such a Home is taken as its store.
+ */
+export function register(name: string, init: InitFunc, priority: number, layout?: StoreLayout): void {
+  registry.set(name, { init, priority, layout });
 }
 
 /** Forget a driver (tests register throwaway drivers). */
@@ -165,23 +170,50 @@ export function isDriverUnavailable(err: unknown): boolean {
 
 /**
  * Initialise the driver `name`, or with "auto" the highest-priority one that inits on this host.
+ * Home is checked first (`src/store/home.ts`): a Home that cannot be this driver's store is
+ * refused with InvalidRequestError before anything is written.
  * @example
  * const driver = await initDriver("auto", { home, options: {}, uidMaps: [], gidMaps: [], sys });
  */
 export async function initDriver(name: string, config: DriverConfig): Promise<Driver> {
+  const state = await inspectHome(config.home);
   if (name !== "auto") {
     const reg = registry.get(name);
     if (!reg) throw new ErrNotSupported(`Unknown driver "${name}" (known: ${registeredDrivers().join(", ")})`);
-    return await reg.init(config);
+    return await _initOn(state, name, reg, config);
+  }
+  // A store already there decides the driver: `auto` must not start another one over it.
+  if (!isFresh(state)) {
+    const owner = state.marker ?? registeredDrivers().find((n) => {
+      const layout = registry.get(n)!.layout;
+      return layout !== undefined && looksLike(state, layout);
+    });
+    const reg = owner === undefined ? undefined : registry.get(owner);
+    if (owner === undefined || !reg) throw foreignHome(state, owner);
+    return await _initOn(state, owner, reg, config);
   }
   const reasons: string[] = [];
   for (const candidate of registeredDrivers()) {
     try {
-      return await registry.get(candidate)!.init(config);
+      return await _initOn(state, candidate, registry.get(candidate)!, config);
     } catch (err) {
       if (!isDriverUnavailable(err)) throw err;
       reasons.push(`${candidate}: ${(err as Error).message}`);
     }
   }
   throw new StrataError(`No storage driver can run on this host (${reasons.join("; ")})`);
+}
+
+/** Init one driver on a checked Home: mark the store once it is up, undo a fresh Home's directories when it is not. */
+async function _initOn(state: HomeState, name: string, reg: Registration, config: DriverConfig): Promise<Driver> {
+  await claimHome(state, name, reg.layout);
+  let driver: Driver;
+  try {
+    driver = await reg.init(config);
+  } catch (err) {
+    await restoreFresh(state).catch(() => {});
+    throw err;
+  }
+  await markHome(state, name);
+  return driver;
 }

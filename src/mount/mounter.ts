@@ -24,7 +24,11 @@ export function mountSpec(sys: Sys, spec: MountSpec, target: string, what = `an 
 function _mountNew(sys: Sys, spec: MountSpec, target: string): void {
   const fsfd = sys.fsopen(spec.type);
   try {
+    // Relative paths resolve against the working directory while fsconfig parses them (see
+    // _mountLegacy for why the process-wide change of directory is safe here).
+    const previous = spec.cwd === undefined ? undefined : process.cwd();
     try {
+      if (spec.cwd !== undefined) process.chdir(spec.cwd);
       for (const option of spec.options) {
         const [key, value] = splitOption(option);
         sys.fsconfig(fsfd, key, value);
@@ -34,6 +38,8 @@ function _mountNew(sys: Sys, spec: MountSpec, target: string): void {
       // The kernel explains most EINVALs ("too many lower directories, limit is 500") in the context's log.
       if (err instanceof ErrnoError) Object.assign(err, { kernelLog: _safeLog(sys, fsfd) });
       throw err;
+    } finally {
+      if (previous !== undefined) process.chdir(previous);
     }
     const mfd = sys.fsmount(fsfd, 0);
     try {
@@ -84,12 +90,13 @@ export type UnmountResult = "unmounted" | "detached" | "not-mounted";
  */
 export function unmount(sys: Sys, target: string): UnmountResult {
   try {
-    sys.umount2(target, 0);
+    // NOFOLLOW: a symlink planted as a mount point is not followed to unmount whatever it names.
+    sys.umount2(target, MNT.NOFOLLOW);
     return "unmounted";
   } catch (err) {
     if (hasCode(err, "EINVAL", "ENOENT")) return "not-mounted";
     if (!hasCode(err, "EBUSY")) throw err;
   }
-  sys.umount2(target, MNT.DETACH);
+  sys.umount2(target, MNT.DETACH | MNT.NOFOLLOW);
   return "detached";
 }

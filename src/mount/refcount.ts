@@ -10,6 +10,7 @@ import { hasCode } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Sys } from "../sys/types.ts";
 import type { MountSpec } from "./spec.ts";
+import { assertOwnDir } from "../store/own.ts";
 import { mountSpec, unmount } from "./mounter.ts";
 import { type MountInfo, mountsUnder, readMountInfo } from "./mountinfo.ts";
 
@@ -50,6 +51,8 @@ export class Mounts {
     await fs.mkdir(target, { mode: 0o700 }).catch((err) => {
       if (!hasCode(err, "EEXIST")) throw err;
     });
+    // chown and mount follow a symlink: one planted as the mount point must not take either out of Home.
+    await assertOwnDir(target);
     try {
       await fs.chown(target, this.#owner.uid, this.#owner.gid);
       mountSpec(this.#sys, await build(), target, what);

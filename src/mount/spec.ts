@@ -11,7 +11,7 @@ export interface MountSpec {
   source: string;
   /** `key=value` or flag options, in order. `lowerdir+=` entries need the new mount API. */
   options: string[];
-  /** The directory relative paths in `options` resolve against; set only by overlay's mount(2) short form. */
+  /** The directory relative paths in `options` resolve against; set only by overlay's short forms (paths too long otherwise). */
   cwd?: string;
 }
 

@@ -29,6 +29,11 @@ export const FSCONFIG = { SET_FLAG: 0, SET_STRING: 1, CMD_CREATE: 6 } as const;
 export const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
 /** `O_RDONLY | O_CLOEXEC`; O_DIRECTORY differs across architectures, so getdents64's ENOTDIR does its job. */
 export const O_RDONLY_CLOEXEC = 0o2000000;
+/**
+ * `O_DIRECTORY | O_NOFOLLOW`, whose values differ between x86_64 (0o200000, 0o400000) and the
+ * asm-generic architectures such as aarch64 (0o40000, 0o100000).
+ */
+export const O_DIRECTORY_NOFOLLOW = (typeof process !== "undefined" && process.arch === "x64") ? 0o600000 : 0o140000;
 /** Buffer size for one getdents64 call. */
 export const DIRENT_BUF_SIZE = 32 * 1024;
 /** One fs-context log message is at most this long (the kernel truncates to fit). */
@@ -189,6 +194,21 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number, addres
     }
   };
 
+  /** Every entry of the directory open as `fd`, which it closes. */
+  const readdirFrom = (fd: number, path: string): Dirent[] => {
+    const out: Dirent[] = [];
+    try {
+      const buf = new Uint8Array(DIRENT_BUF_SIZE);
+      for (;;) {
+        const n = check(libc.getdents64(fd, buf, buf.byteLength), errno, "getdents64", path);
+        if (n === 0) return out;
+        decodeDirents(buf.subarray(0, n), out);
+      }
+    } finally {
+      libc.close(fd);
+    }
+  };
+
   return {
     runtime,
     mount(source, target, fstype, flags, data) {
@@ -288,18 +308,11 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number, addres
       return attachLoop(libc, errno, cstr, addressOf, file);
     },
     readdirTypes(path) {
-      const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC, 0), errno, "open", path);
-      const out: Dirent[] = [];
-      try {
-        const buf = new Uint8Array(DIRENT_BUF_SIZE);
-        for (;;) {
-          const n = check(libc.getdents64(fd, buf, buf.byteLength), errno, "getdents64", path);
-          if (n === 0) return out;
-          decodeDirents(buf.subarray(0, n), out);
-        }
-      } finally {
-        libc.close(fd);
-      }
+      return readdirFrom(check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC, 0), errno, "open", path), path);
+    },
+    lreaddirTypes(path) {
+      const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0), errno, "open", path);
+      return readdirFrom(fd, path);
     },
   };
 }

@@ -55,7 +55,7 @@ export const MS = {
 } as const;
 
 /** umount2(2) flags. */
-export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4 } as const;
+export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
 
 /** fsmount(2) mount attributes (`MOUNT_ATTR_*`). */
 export const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8 } as const;
@@ -127,4 +127,9 @@ export interface Sys {
   loopAttach(file: string): LoopDevice;
   /** The entries of a directory with their `d_type`, straight from getdents64, unsorted, without "." and "..". */
   readdirTypes(path: string): Dirent[];
+  /**
+   * `readdirTypes` opened with O_NOFOLLOW | O_DIRECTORY: ENOTDIR when `path` itself is a symlink
+   * (as for any other non-directory), so a walk never lists a directory through a link.
+   */
+  lreaddirTypes(path: string): Dirent[];
 }
