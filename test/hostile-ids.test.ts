@@ -11,8 +11,7 @@ import type { Driver } from "../src/core/driver.ts";
 import { InvalidRequestError } from "../src/core/errors.ts";
 import { silentLogger } from "../src/core/log.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { initOverlay } from "../drivers/overlay/driver.ts";
-import { initVfs } from "../drivers/vfs/driver.ts";
+import { TEST_DRIVERS, newDriver } from "./helpers/drivers.ts";
 import { file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
 import { unmountBelow } from "./helpers/mounts.ts";
@@ -26,14 +25,7 @@ const HOSTILE_IDS = [
   ".l", ".tmp", ".quota", "dir/../x", "x".repeat(256), "x".repeat(100_000), "é", "a\nb",
 ];
 
-const drivers: [string, (home: string) => Promise<Driver>, string | undefined][] = [
-  ["vfs", (home) => initVfs({ home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger }), undefined],
-  [
-    "overlay",
-    (home) => initOverlay({ home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger }),
-    isRoot ? undefined : "overlay needs root",
-  ],
-];
+const drivers = TEST_DRIVERS.map((d) => [d.name, (home: string) => newDriver(d, home), d.skip ?? undefined] as const);
 
 for (const [name, newDriver, skip] of drivers) {
   describe(`hostile IDs into the ${name} driver`, () => {
