@@ -189,6 +189,32 @@ function runSuite(suite: Suite): void {
       check(gone.code !== 0 && /not found/.test(gone.stderr), `ctr snapshots usage ${id} should fail with "not found" after the delete`, describeResult(gone), logs);
     });
 
+    step(
+      "a snapshotter killed and started again under a running containerd: the running container keeps writing, a new one runs",
+      async () => {
+        const id = "survivor";
+        succeeded(await ctr("run", "-d", "--snapshotter", sn(), "--fifo-dir", path.join(env.root, "fifo"), BUSYBOX, id, "sleep", "600"), logs);
+        succeeded(await ctr("task", "exec", "--exec-id", "before", id, "sh", "-c", "echo before > /state"), logs);
+        await env.strata!.restart(); // SIGKILL, as a crash would, then a fresh start on the same root
+        // containerd's gRPC client backs off after losing the socket (grpc-go: 1 s, then longer), and
+        // fails calls fast meanwhile: wait until it reaches the snapshotter again, as a user would.
+        const t0 = performance.now();
+        await waitFor(async () => (await ctr("snapshots", "--snapshotter", sn(), "ls")).code === 0, {
+          timeoutMs: 60_000, message: "containerd did not reach the restarted snapshotter", context: logs,
+        });
+        console.log(`[e2e] containerd reached the restarted snapshotter after ${Math.round(performance.now() - t0)} ms`);
+        succeeded(await ctr("task", "exec", "--exec-id", "after", id, "sh", "-c", "echo after >> /state"), logs);
+        printed(await ctr("task", "exec", "--exec-id", "read", id, "cat", "/state"), "before\nafter", logs);
+        check((await snapshots()).some((r) => r.key === id && r.kind === "Active"), `ctr snapshots ls should still list ${id} after the restart`, "", logs);
+        printed(await env.runContainer(BUSYBOX, "after-restart", ["sh", "-c", "echo fresh > /f && cat /f"]), "fresh", logs);
+        succeeded(await ctr("task", "kill", "--signal", "SIGKILL", id), logs);
+        await waitFor(async () => /\bSTOPPED\b/.test((await ctr("task", "ls")).stdout), { timeoutMs: 20_000, message: `Task ${id} did not stop`, context: logs });
+        succeeded(await ctr("task", "delete", id), logs);
+        succeeded(await ctr("containers", "delete", id), logs);
+      },
+      { skip: "builtin" in suite.choice ? "containerd's own snapshotter runs inside containerd: nothing to restart" : undefined },
+    );
+
     let deep: Awaited<ReturnType<typeof makeManyLayerOciImage>>;
     step(`imports a ${DEEP}-layer image and runs it: top layer, base and whiteouts all seen`, async () => {
       const t0 = performance.now();
