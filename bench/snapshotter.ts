@@ -7,7 +7,8 @@
  * Two parts, each interleaved (every round visits every snapshotter, in a rotating order):
  *  - calls: bench/snapshotter/ (Go, GOPATH mode against Debian's containerd sources) times each
  *    snapshotter call, p50/p99: containerd's overlay in-process and through snapshotservice + the
- *    proxy client on a unix socket, strata overlay and vfs through the same proxy client.
+ *    proxy client on a unix socket, strata overlay and vfs through the same proxy client; on a
+ *    one-layer parent and on a 100-layer chain.
  *  - e2e: one private containerd 1.6 per snapshotter (test/e2e/containerd.ts), all running at once:
  *    `ctr run --rm`, `ctr images import` of a many-layer image and of busybox + MB megabytes in one
  *    layer, `ctr run --rm` on the many-layer image, `ctr images rm --sync` of it; medians.
@@ -64,7 +65,13 @@ async function machine(): Promise<string> {
     `${distro}, kernel ${os.release()}, ${cpu.length} × ${cpu[0]?.model ?? "?"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
     `${await first(["containerd", "--version"])}; ${await first(["runc", "--version"])}; ${await first(["go", "version"])}; bun ${Bun.version}`,
     `strata: ${await first([STRATA, "--version"])} (${path.relative(process.cwd(), STRATA)}); /tmp on ${await first(["findmnt", "-no", "FSTYPE", "-T", os.tmpdir()])}`,
+    loadLine("at start"),
   ].map((l) => `- ${l}`).join("\n");
+}
+
+/** The load averages: other work on the machine shows in them (and in the p99s). */
+function loadLine(when: string): string {
+  return `load average ${when}: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`;
 }
 
 /** Build bench/snapshotter and run it: its Markdown table. */
@@ -163,6 +170,7 @@ try {
   const out = [`## strata snapshotter vs containerd overlayfs\n\n${await machine()}\n`];
   if (values.only !== "e2e") out.push("### Per call (Go client, gRPC over a unix socket)", await perCall(work));
   if (values.only !== "calls") out.push("### End to end (containerd 1.6 + ctr)", await endToEnd(work));
+  out.push(`- ${loadLine("at the end")}`);
   console.log(out.join("\n"));
 } finally {
   fs.rmSync(work, { recursive: true, force: true });

@@ -34,7 +34,8 @@ import (
 )
 
 // The ops timed in one iteration, in the order they run.
-var ops = []string{"Prepare", "Mounts", "Stat", "Usage", "Commit", "View", "Remove (view)", "List (all)", "Remove (committed)"}
+var ops = []string{"Prepare", "Mounts", "Stat", "Usage", "Commit", "View", "Remove (view)", "List (all)", "Remove (committed)",
+	"Prepare (deep parent)", "Mounts (deep parent)", "Remove (deep parent)"}
 
 // A label like the ones containerd's unpacker puts on every snapshot.
 const refLabel = "containerd.io/snapshot.ref"
@@ -44,6 +45,7 @@ func main() {
 		n          = flag.Int("n", 500, "iterations per snapshotter (each times every op once)")
 		rounds     = flag.Int("rounds", 5, "interleaved rounds the iterations are split into")
 		background = flag.Int("background", 100, "committed snapshots present throughout (what List returns)")
+		depth      = flag.Int("depth", 100, "layers in the chain the \"deep parent\" ops build on")
 		write      = flag.Bool("write", true, "mount each active snapshot and write a 4 KiB file before Commit (untimed)")
 		strataExe  = flag.String("strata", "", "strata executable; empty leaves the strata columns out")
 		strataArgs = flag.String("strata-args", "", "arguments before `snapshotter` (e.g. src/main.bun.ts for bun)")
@@ -90,7 +92,7 @@ func main() {
 
 	for _, s := range subjects {
 		fmt.Fprintf(os.Stderr, "snapshotter-bench: %s: setting up %d background snapshots\n", s.name, *background)
-		if err := s.setup(ctx, *background); err != nil {
+		if err := s.setup(ctx, *background, *depth); err != nil {
 			fatalf("%s: setup: %v", s.name, err)
 		}
 	}
@@ -107,7 +109,7 @@ func main() {
 		}
 	}
 
-	res := report{Iterations: per * *rounds, Rounds: *rounds, Background: *background, Write: *write, Ops: ops}
+	res := report{Iterations: per * *rounds, Rounds: *rounds, Background: *background, Depth: *depth, Write: *write, Ops: ops}
 	for _, s := range subjects {
 		col := column{Name: s.name, Ops: map[string]quantiles{}}
 		for _, op := range ops {
@@ -133,20 +135,35 @@ type subject struct {
 	root    string
 	close   func() error
 	samples map[string][]time.Duration
+	// The top of the chain setup built.
+	deepParent string
 }
 
 func newSubject(name, root string, sn snapshots.Snapshotter, closeFn func() error) *subject {
 	return &subject{name: name, sn: sn, root: root, close: closeFn, samples: map[string][]time.Duration{}}
 }
 
-// setup makes the base every iteration builds on and the background snapshots List returns.
-func (s *subject) setup(ctx context.Context, background int) error {
+// setup makes the base every iteration builds on, the background snapshots List returns, and a
+// chain of depth committed layers (base at the bottom) whose top is the deep parent.
+func (s *subject) setup(ctx context.Context, background, depth int) error {
 	if _, err := s.sn.Prepare(ctx, "base-active", ""); err != nil {
 		return err
 	}
 	if err := s.sn.Commit(ctx, "base", "base-active"); err != nil {
 		return err
 	}
+	parent := "base"
+	for i := 1; i < depth; i++ {
+		key := fmt.Sprintf("chain-%d", i)
+		if _, err := s.sn.Prepare(ctx, key+"-active", parent); err != nil {
+			return err
+		}
+		if err := s.sn.Commit(ctx, key, key+"-active"); err != nil {
+			return err
+		}
+		parent = key
+	}
+	s.deepParent = parent
 	for i := 0; i < background; i++ {
 		key := fmt.Sprintf("bg-%d", i)
 		if _, err := s.sn.Prepare(ctx, key+"-active", "base", snapshots.WithLabels(map[string]string{refLabel: key})); err != nil {
@@ -170,9 +187,10 @@ func (s *subject) time(op string, fn func() error) error {
 }
 
 // iterate is what unpacking one layer and looking at it does: Prepare on the base, fill it,
-// Mounts/Stat/Usage, Commit, a View of the result, then tear both down again.
+// Mounts/Stat/Usage, Commit, a View of the result, then tear both down again; then what starting
+// a container on a deep image does to the snapshotter: Prepare on the deep parent, Mounts, Remove.
 func (s *subject) iterate(ctx context.Context, i int, write bool) error {
-	active, committed, view := fmt.Sprintf("active-%d", i), fmt.Sprintf("committed-%d", i), fmt.Sprintf("view-%d", i)
+	active, committed, view, deep := fmt.Sprintf("active-%d", i), fmt.Sprintf("committed-%d", i), fmt.Sprintf("view-%d", i), fmt.Sprintf("deep-%d", i)
 	labels := snapshots.WithLabels(map[string]string{refLabel: committed})
 	var prepared []mount.Mount
 	steps := []struct {
@@ -195,6 +213,9 @@ func (s *subject) iterate(ctx context.Context, i int, write bool) error {
 			return err
 		}},
 		{"Remove (committed)", func() error { return s.sn.Remove(ctx, committed) }},
+		{"Prepare (deep parent)", func() error { _, err := s.sn.Prepare(ctx, deep, s.deepParent, labels); return err }},
+		{"Mounts (deep parent)", func() error { _, err := s.sn.Mounts(ctx, deep); return err }},
+		{"Remove (deep parent)", func() error { return s.sn.Remove(ctx, deep) }},
 	}
 	for k, st := range steps {
 		if err := s.time(st.op, st.fn); err != nil {

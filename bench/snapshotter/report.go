@@ -24,6 +24,7 @@ type report struct {
 	Iterations int      `json:"iterations"`
 	Rounds     int      `json:"rounds"`
 	Background int      `json:"background"`
+	Depth      int      `json:"depth"`
 	Write      bool     `json:"write"`
 	Ops        []string `json:"ops"`
 	Columns    []column `json:"columns"`
@@ -59,8 +60,8 @@ func (r report) markdown() string {
 			ref = i
 		}
 	}
-	fmt.Fprintf(&b, "\n%d iterations in %d interleaved rounds, %d committed snapshots present; p50 / p99 µs (p50 ratio to %s)\n\n",
-		r.Iterations, r.Rounds, r.Background, r.Columns[ref].Name)
+	fmt.Fprintf(&b, "\n%d iterations in %d interleaved rounds, %d committed snapshots present, deep parent %d layers down to the base; p50 / p99 µs (p50 ratio to %s)\n\n",
+		r.Iterations, r.Rounds, r.Background, r.Depth, r.Columns[ref].Name)
 	names := make([]string, len(r.Columns))
 	for i, c := range r.Columns {
 		names[i] = c.Name
