@@ -23,7 +23,7 @@ import { indexParents } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
 import { LayerStore, TMP_PREFIX } from "./layers.ts";
 import { LINK_DIR, Layout, MERGED_DIR, QUOTA_DIR, TMP_DIR, imageName } from "./layout.ts";
-import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
+import { type MountMethod, compactedDataLength, layerMount, maxLowers } from "./mount-spec.ts";
 import { Mounts } from "../../src/mount/refcount.ts";
 import { NativeDiff } from "./native-diff.ts";
 import type { MountInfo } from "../../src/mount/mountinfo.ts";
@@ -261,8 +261,10 @@ class OverlayDriver implements Driver {
       const diff = this.#layout.diff(id);
       const lowers = await this.#store.lowerDirs(id);
       if (lowers.length === 0) return { type: "bind", source: diff, options: ["rbind", readonly ? "ro" : "rw"] };
-      const fits = this.#overlaySpec(id, lowers, readonly);
-      return fits.options.join(",").length < this.features.pageSize ? fits : null;
+      const flat = this.#overlaySpec(id, lowers, readonly);
+      // Every client that performs snapshotter mounts does so through containerd's mount package,
+      // which shortens long lower lists itself (compactedDataLength): only past that does strata stack.
+      return Math.min(flat.options.join(",").length, compactedDataLength(flat.options)) < this.features.pageSize ? flat : null;
     });
     if (spec !== null) return [spec];
     const parent = this.#parents.parentOf(id);

@@ -98,12 +98,18 @@ export class Metadata {
     return this.#db.prepare("SELECT * FROM snapshots WHERE key = ? AND state = 'ready'").get(key);
   }
 
-  #info(row: Record<string, SqlValue>): Info {
+  /** A row as Info; `parentKey` and `labels` come from the caller when it read them in bulk (List). */
+  #info(row: Record<string, SqlValue>, bulk?: { parentKey: string; labels: Record<string, string> }): Info {
     const id = Number(row.id);
-    const parentId = row.parent === null ? null : Number(row.parent);
-    const parent = parentId === null ? "" : String(this.#db.prepare("SELECT key FROM snapshots WHERE id = ?").get(parentId)?.key ?? "");
-    const labels: Record<string, string> = {};
-    for (const l of this.#db.prepare("SELECT name, value FROM labels WHERE id = ? ORDER BY name").all(id)) labels[String(l.name)] = String(l.value);
+    let parent = bulk?.parentKey;
+    if (parent === undefined) {
+      parent = row.parent === null ? "" : String(this.#db.prepare("SELECT key FROM snapshots WHERE id = ?").get(Number(row.parent))?.key ?? "");
+    }
+    let labels = bulk?.labels;
+    if (labels === undefined) {
+      labels = {};
+      for (const l of this.#db.prepare("SELECT name, value FROM labels WHERE id = ? ORDER BY name").all(id)) labels[String(l.name)] = String(l.value);
+    }
     return {
       id,
       key: String(row.key),
@@ -231,7 +237,18 @@ export class Metadata {
 
   /** Every visible snapshot. */
   list(): Info[] {
-    return this.#db.prepare("SELECT * FROM snapshots WHERE state = 'ready' ORDER BY id").all().map((r) => this.#info(r));
+    // Two queries for the whole store, not two per row.
+    const labels = new Map<number, Record<string, string>>();
+    for (const l of this.#db.prepare("SELECT id, name, value FROM labels ORDER BY id, name").all()) {
+      const id = Number(l.id);
+      let m = labels.get(id);
+      if (!m) labels.set(id, (m = {}));
+      m[String(l.name)] = String(l.value);
+    }
+    return this.#db
+      .prepare("SELECT s.*, p.key AS parent_key FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent WHERE s.state = 'ready' ORDER BY s.id")
+      .all()
+      .map((r) => this.#info(r, { parentKey: r.parent_key === null ? "" : String(r.parent_key), labels: labels.get(Number(r.id)) ?? {} }));
   }
 
   /** Rows a crash left half made or half removed: their layers are to be removed, then the rows. */
