@@ -75,12 +75,14 @@ export class LayerStore {
    * `diff/` (and `work/`, `merged/` when there) directories, never symlinks out of Home.
    */
   async assertSound(id: string): Promise<void> {
+    if (this.#sound.has(id)) return;
     await assertOwnDir(this.layout.diff(id));
     await assertOwnDir(this.layout.work(id), true);
     await assertOwnDir(this.layout.merged(id), true);
     for (const file of [this.layout.lowerFile(id), this.layout.linkFile(id)]) {
       if ((await ownEntry(file, "file")) === "foreign") throw await notOwn(file, "file");
     }
+    this.#sound.add(id);
   }
 
   /** Throw NotFoundError unless the layer exists; `action` completes "Cannot … layer "id"". */
@@ -90,12 +92,17 @@ export class LayerStore {
 
   /** The layer's lower chain (".l/LINK" entries, parent first); empty for a base layer. */
   async lowers(id: string): Promise<string[]> {
-    try {
-      return parseLower(await fs.readFile(this.layout.lowerFile(id), "utf8"));
-    } catch (err) {
-      if (hasCode(err, "ENOENT")) return [];
-      throw err;
+    let chain = this.#lowers.get(id);
+    if (chain === undefined) {
+      try {
+        chain = parseLower(await fs.readFile(this.layout.lowerFile(id), "utf8"));
+      } catch (err) {
+        if (!hasCode(err, "ENOENT")) throw err;
+        chain = [];
+      }
+      this.#lowers.set(id, chain);
     }
+    return [...chain];
   }
 
   /** The layer's link name. */
@@ -141,6 +148,7 @@ export class LayerStore {
    */
   async create(id: string, parent: string, maxLowers: number, sizeBytes = 0): Promise<void> {
     const dir = this.layout.layer(id);
+    this.forget(id);
     if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
     let lowers: string[] = [];
     if (parent) {
@@ -267,6 +275,7 @@ export class LayerStore {
    * brings it back whole at the next start.
    */
   async remove(id: string): Promise<void> {
+    this.forget(id);
     const dir = this.layout.layer(id);
     if ((await ownEntry(dir, "dir")) === "foreign") {
       this.#log.warn("a layer's place holds something that is not a directory: left alone", { id, path: dir });
@@ -301,6 +310,20 @@ export class LayerStore {
    * Mounts (a 100-layer import read 5,250 links).
    */
   #linkTargets = new Map<string, string>();
+
+  /**
+   * What is read once per layer and process: its lower chain (written at create, never changed) and
+   * that its own entries passed `assertSound` (strata never replaces them; a restart checks again).
+   * Remove and create drop both.
+   */
+  #lowers = new Map<string, string[]>();
+  #sound = new Set<string>();
+
+  /** Drop what is cached for the layer. */
+  forget(id: string): void {
+    this.#lowers.delete(id);
+    this.#sound.delete(id);
+  }
 
   /** Remove a short link as a link; anything else in `.l/` (a planted directory or file) is left alone. */
   async #unlinkLink(linkId: string): Promise<void> {
