@@ -617,6 +617,34 @@ describe("overlay driver", () => {
     expect(err.message).toContain("cannot keep layers on overlayfs");
   });
 
+  it("mounts(): a chain past one page is stacked on the parent's own mount unless the caller's fits accepts it flat", async () => {
+    let parent = "";
+    for (let i = 0; i < 110; i++) {
+      await driver.create(`m${i}`, parent, {});
+      fs.writeFileSync(path.join(home, `m${i}`, "diff", `f${i}`), String(i));
+      parent = `m${i}`;
+    }
+    await driver.create("top", parent, {});
+    const flat = await driver.mounts("top", false, () => true);
+    expect(flat).toHaveLength(1);
+    expect(flat[0]!.options.find((o) => o.startsWith("lowerdir="))!.split(":")).toHaveLength(110);
+    expect(flat[0]!.options.join(",").length).toBeGreaterThan(4096);
+    expect(mountAt(path.join(home, parent, "merged"))).toBeUndefined();
+    // The default (mount(2) of the options as they are) does not take 110 absolute lowers: one lower, the parent's mount.
+    const stacked = await driver.mounts("top", false);
+    expect(stacked).toHaveLength(1);
+    expect(stacked[0]).toMatchObject({ type: "overlay", source: "overlay" });
+    // (index=off and userxattr come first where the host needs them.)
+    expect(stacked[0]!.options.filter((o) => o.includes("dir="))).toEqual(
+      [`lowerdir=${path.join(home, parent, "merged")}`, `upperdir=${path.join(home, "top", "diff")}`, `workdir=${path.join(home, "top", "work")}`],
+    );
+    expect(fs.readFileSync(path.join(home, parent, "merged", "f0"), "utf8")).toBe("0");
+    expect(fs.readFileSync(path.join(home, parent, "merged", "f109"), "utf8")).toBe("109");
+    await driver.remove("top");
+    await driver.remove(parent);
+    expect(mountAt(path.join(home, parent, "merged"))).toBeUndefined();
+  }, 60_000);
+
   it("stops mount(2) chains at overlay2's 128 lowers with a clear error, mounting them from Home", async () => {
     const short = await newDriver(path.join(root, "short"), { mount_method: "mount" });
     try {

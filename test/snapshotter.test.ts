@@ -21,7 +21,7 @@ import type { Mount } from "../src/snapshotter/gen/github.com/containerd/contain
 import { TEST_DRIVERS, named, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
 import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 import { SnapClient, failure } from "./helpers/snapshot-client.ts";
-import { compactedDataLength } from "../drivers/overlay/mount-spec.ts";
+import { compactedDataLength } from "../src/snapshotter/mount-fit.ts";
 
 const sys = createSys();
 const DRIVERS = TEST_DRIVERS.map((d) => ({ name: d.name, skip: d.skip ?? rootUnavailable }));

@@ -8,7 +8,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   rejectUnknownOptions, rootPair, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap, type StatusPairs,
-  type Usage,
+  type Usage, type MountFits, fitsOnePage,
 } from "../../src/core/driver.ts";
 import { diskUsage } from "../../src/archive/size.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
@@ -23,7 +23,7 @@ import { indexParents } from "./children.ts";
 import { type HostFeatures, detectHost } from "./host.ts";
 import { LayerStore, TMP_PREFIX } from "./layers.ts";
 import { LINK_DIR, Layout, MERGED_DIR, QUOTA_DIR, TMP_DIR, imageName } from "./layout.ts";
-import { type MountMethod, compactedDataLength, layerMount, maxLowers } from "./mount-spec.ts";
+import { type MountMethod, layerMount, maxLowers } from "./mount-spec.ts";
 import { Mounts } from "../../src/mount/refcount.ts";
 import { NativeDiff } from "./native-diff.ts";
 import type { MountInfo } from "../../src/mount/mountinfo.ts";
@@ -250,21 +250,19 @@ class OverlayDriver implements Driver {
 
   /**
    * A base layer is a bind of its diff; any other an overlay of its chain's diffs (absolute paths,
-   * for mount(2) in another process). When the options do not fit one page (containerd 1.6 mounts
-   * with mount(2)), strata mounts the parent's whole chain itself, read-only through `lowerdir+`,
+   * for mount(2) in another process). When `fits` says that process cannot mount them (containerd
+   * 1.6 mounts with mount(2): a page at most, after its own shortening), strata mounts the parent's whole chain itself, read-only through `lowerdir+`,
    * on the parent's merged dir, and hands that out as the one lower; it stays mounted until the
    * parent is removed (children go first) and a restart adopts it like any layer mount.
    */
-  async mounts(id: string, readonly: boolean): Promise<MountSpec[]> {
+  async mounts(id: string, readonly: boolean, fits: MountFits = fitsOnePage): Promise<MountSpec[]> {
     const spec = await this.#locks.run(id, async () => {
       await this.#store.mustExist(id, "mount");
       const diff = this.#layout.diff(id);
       const lowers = await this.#store.lowerDirs(id);
       if (lowers.length === 0) return { type: "bind", source: diff, options: ["rbind", readonly ? "ro" : "rw"] };
       const flat = this.#overlaySpec(id, lowers, readonly);
-      // Every client that performs snapshotter mounts does so through containerd's mount package,
-      // which shortens long lower lists itself (compactedDataLength): only past that does strata stack.
-      return Math.min(flat.options.join(",").length, compactedDataLength(flat.options)) < this.features.pageSize ? flat : null;
+      return fits(flat, this.features.pageSize) ? flat : null;
     });
     if (spec !== null) return [spec];
     const parent = this.#parents.parentOf(id);

@@ -81,9 +81,10 @@ export interface ProtoDriver {
   /**
    * The mounts that make up the layer's root, as data, for another process to perform (the
    * snapshotter front end); `readonly` for views. Takes no reference and mounts nothing the caller
-   * must release, apart from lower stacks a driver keeps mounted for chains deeper than one mount takes.
+   * must release, apart from lower stacks a driver keeps mounted for chains deeper than `fits`
+   * allows in one mount (by default: options shorter than a page, as mount(2) takes them).
    */
-  mounts(id: string, readonly: boolean): Promise<MountSpec[]>;
+  mounts(id: string, readonly: boolean, fits?: MountFits): Promise<MountSpec[]>;
   /** Seal the layer: it is written no more, and children may be built on it (containerd's Commit). */
   commit(id: string): Promise<void>;
   /** The layer's own disk use. */
@@ -91,6 +92,12 @@ export interface ProtoDriver {
   /** Every layer in the store (containerd's Cleanup removes the ones no record names). */
   layerIds(): Promise<string[]>;
 }
+
+/** Whether the process performing `spec` can mount it with one mount(2) of at most `pageSize - 1` bytes of data. */
+export type MountFits = (spec: MountSpec, pageSize: number) => boolean;
+
+/** The default {@link MountFits}: mount(2) with the options as they are. */
+export const fitsOnePage: MountFits = (spec, pageSize) => spec.options.join(",").length < pageSize;
 
 /** ProtoDriver's method names: what wrappers such as `withNaiveDiff` pass through. */
 export const PROTO_METHODS = [

@@ -5,6 +5,7 @@
  * record is reserved before its layer is made and dropped after its layer is gone (metadata.ts).
  */
 import type { Driver, Usage } from "../core/driver.ts";
+import { fitsContainerdMount } from "./mount-fit.ts";
 import { FailedPreconditionError } from "../core/errors.ts";
 import { FAULT, faultPoint } from "../core/fault.ts";
 import { KeyedLock } from "../core/locks.ts";
@@ -99,7 +100,7 @@ export class SnapshotService {
       faultPoint(FAULT.snapshotCreateBeforeRecord);
       this.#meta.finishCreate(id);
     });
-    return await this.#driver.mounts(layer, kind === Kind.View);
+    return await this.#driver.mounts(layer, kind === Kind.View, fitsContainerdMount);
   }
 
   /** The size an active snapshot is limited to: its label, else the default unless containerd unpacks into it. */
@@ -112,7 +113,7 @@ export class SnapshotService {
   async mounts(key: string): Promise<MountSpec[]> {
     const info = this.#meta.get(key);
     if (info.kind === Kind.Committed) throw new FailedPreconditionError(`Cannot mount snapshot "${key}": it is committed (only active snapshots and views have mounts)`);
-    return await this.#driver.mounts(String(info.id), info.kind === Kind.View);
+    return await this.#driver.mounts(String(info.id), info.kind === Kind.View, fitsContainerdMount);
   }
 
   /** Turn the active snapshot `key` into the committed snapshot `name`. */
