@@ -14,7 +14,9 @@ import { initDriver } from "../src/core/driver.ts";
 import { silentLogger } from "../src/core/log.ts";
 import { openSnapshotter } from "../src/snapshotter/command.ts";
 import { type SnapshotServer, listenSnapshotter } from "../src/snapshotter/server.ts";
-import type { SnapshotService } from "../src/snapshotter/service.ts";
+import { SnapshotService } from "../src/snapshotter/service.ts";
+import { Metadata } from "../src/snapshotter/metadata.ts";
+import type { Driver } from "../src/core/driver.ts";
 import { openDatabase } from "../src/store/sqlite/bun.ts";
 import { createSys } from "../src/sys/bun.ts";
 import type { Mount } from "../src/snapshotter/gen/github.com/containerd/containerd/api/types/mount.ts";
@@ -249,6 +251,27 @@ for (const d of DRIVERS) {
       expect(layers()).toEqual([]);
     });
 
+    test.skipIf(d.skip !== null)(named("Cleanup racing Prepare, Commit and Remove takes no layer a record names and leaves no orphan", d.skip), async () => {
+      const c = inst.client;
+      const home = path.join(inst.store, d.name);
+      const layers = () => fs.readdirSync(path.join(home, d.name === "vfs" ? "dir" : "")).filter((n) => !n.startsWith(".")).sort();
+      await c.prepare("base");
+      await c.commit("BASE", "base");
+      const work = Array.from({ length: 20 }, async (_, i) => {
+        await c.prepare(`a${i}`, "BASE");
+        if (i % 2 === 0) await c.commit(`C${i}`, `a${i}`);
+        if (i % 4 === 0) await c.remove(i % 2 === 0 ? `C${i}` : `a${i}`);
+      });
+      const cleanups = Array.from({ length: 10 }, () => c.cleanup());
+      await Promise.all([...work, ...cleanups]);
+      await c.cleanup();
+      const infos = await c.list();
+      expect(infos).toHaveLength(1 + 20 - 5);
+      // Every record still has its layer (and mounts), and every layer has a record.
+      for (const info of infos.filter((i) => i.kind === 2)) expect((await c.mounts(info.name)).length).toBe(1);
+      expect(layers()).toHaveLength(infos.length);
+    });
+
     test.skipIf(d.skip !== null)(named("a restart keeps every snapshot, its mounts and its mounted users", d.skip), async () => {
       const c = inst.client;
       const dir = inst.mount(await c.prepare("k"));
@@ -382,5 +405,55 @@ describe("snapshotter (overlay): size limits", () => {
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe("Cleanup against calls in flight (the service, its driver's layer listing held open)", () => {
+  let root: string;
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snapclean-"));
+  });
+  afterEach(() => {
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  /** A service on vfs whose `layerIds` waits for `during` either before or after it reads the store. */
+  async function service(when: "before" | "after", during: () => Promise<void>) {
+    const driver = await initDriver("vfs", { home: path.join(root, "vfs"), options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
+    const gated: Driver = Object.create(driver);
+    gated.layerIds = async () => {
+      if (when === "before") await during();
+      const ids = await driver.layerIds();
+      if (when === "after") await during();
+      return ids;
+    };
+    return new SnapshotService(gated, new Metadata(openDatabase(path.join(root, "vfs.db"))), silentLogger);
+  }
+
+  test("a snapshot prepared while Cleanup lists the layers keeps its layer", async () => {
+    let svc!: SnapshotService;
+    svc = await service("before", async () => {
+      await svc.prepare("fresh", "", { labels: {} });
+    });
+    await svc.cleanup();
+    expect(svc.list(() => true).map((i) => i.key)).toEqual(["fresh"]);
+    expect(await svc.mounts("fresh")).toHaveLength(1);
+    expect(fs.readdirSync(path.join(root, "vfs", "dir"))).toEqual(["1"]);
+    await svc.close();
+  });
+
+  test("a snapshot removed after Cleanup listed its layer is not an error", async () => {
+    let svc!: SnapshotService;
+    let armed = false;
+    svc = await service("after", async () => {
+      if (armed) await svc.remove("gone");
+    });
+    await svc.prepare("gone", "", { labels: {} });
+    await svc.prepare("kept", "", { labels: {} });
+    armed = true;
+    await svc.cleanup();
+    expect(svc.list(() => true).map((i) => i.key)).toEqual(["kept"]);
+    expect(fs.readdirSync(path.join(root, "vfs", "dir"))).toEqual(["2"]);
+    await svc.close();
   });
 });

@@ -8,7 +8,6 @@ import type { Driver, Usage } from "../core/driver.ts";
 import { fitsContainerdMount } from "./mount-fit.ts";
 import { FailedPreconditionError } from "../core/errors.ts";
 import { FAULT, faultPoint } from "../core/fault.ts";
-import { KeyedLock } from "../core/locks.ts";
 import type { Logger } from "../core/log.ts";
 import type { MountSpec } from "../mount/spec.ts";
 import { type Filter } from "./filters.ts";
@@ -35,8 +34,6 @@ export class SnapshotService {
   #driver: Driver;
   #meta: Metadata;
   #log: Logger;
-  /** Driver ids being worked on; Cleanup leaves them alone. */
-  #busy = new KeyedLock();
 
   /** `--size`: the limit of active snapshots that are not unpack targets; "" for none. */
   #defaultSize: string;
@@ -88,18 +85,16 @@ export class SnapshotService {
   async #create(key: string, parent: string, kind: Kind, opts: CreateOptions): Promise<MountSpec[]> {
     const { id, parentId } = this.#meta.beginCreate(key, parent, kind, opts.labels);
     const layer = String(id);
-    await this.#busy.run(layer, async () => {
-      try {
-        const parentLayer = parentId === null ? "" : String(parentId);
-        if (kind === Kind.View) await this.#driver.create(layer, parentLayer, {});
-        else await this.#driver.createReadWrite(layer, parentLayer, { storageOpt: this.#storageOpt(key, opts.labels) });
-      } catch (err) {
-        this.#meta.abortCreate(id);
-        throw err;
-      }
-      faultPoint(FAULT.snapshotCreateBeforeRecord);
-      this.#meta.finishCreate(id);
-    });
+    try {
+      const parentLayer = parentId === null ? "" : String(parentId);
+      if (kind === Kind.View) await this.#driver.create(layer, parentLayer, {});
+      else await this.#driver.createReadWrite(layer, parentLayer, { storageOpt: this.#storageOpt(key, opts.labels) });
+    } catch (err) {
+      this.#meta.abortCreate(id);
+      throw err;
+    }
+    faultPoint(FAULT.snapshotCreateBeforeRecord);
+    this.#meta.finishCreate(id);
     return await this.#driver.mounts(layer, kind === Kind.View, fitsContainerdMount);
   }
 
@@ -120,24 +115,20 @@ export class SnapshotService {
   async commit(name: string, key: string, opts: CreateOptions): Promise<void> {
     const info = this.#meta.activeForCommit(key, name);
     const layer = String(info.id);
-    await this.#busy.run(layer, async () => {
-      await this.#driver.commit(layer);
-      const usage = await this.#driver.usage(layer);
-      faultPoint(FAULT.snapshotCommitBeforeRecord);
-      this.#meta.commit(key, name, opts.labels, usage);
-    });
+    await this.#driver.commit(layer);
+    const usage = await this.#driver.usage(layer);
+    faultPoint(FAULT.snapshotCommitBeforeRecord);
+    this.#meta.commit(key, name, opts.labels, usage);
   }
 
   /** Remove a snapshot no other is built on. */
   async remove(key: string): Promise<void> {
     const id = this.#meta.beginRemove(key);
     const layer = String(id);
-    await this.#busy.run(layer, async () => {
-      faultPoint(FAULT.snapshotRemoveBeforeLayer);
-      await this.#driver.remove(layer);
-      faultPoint(FAULT.snapshotRemoveBeforeRecord);
-      this.#meta.finishRemove(id);
-    });
+    faultPoint(FAULT.snapshotRemoveBeforeLayer);
+    await this.#driver.remove(layer);
+    faultPoint(FAULT.snapshotRemoveBeforeRecord);
+    this.#meta.finishRemove(id);
   }
 
   /** What containerd's Stat returns. */
@@ -165,18 +156,20 @@ export class SnapshotService {
     return info.usage ?? { size: 0, inodes: 0 };
   }
 
-  /** containerd's Cleanup: remove layers no record names (what an earlier failure left). */
+  /**
+   * containerd's Cleanup: remove layers no record names (what an earlier failure left). Layers are
+   * listed before records are read: a record is written before its layer is made and dropped only
+   * after the layer is gone, so a listed layer without a record is one no call is working on (or
+   * one a Remove has just deleted; removing a missing layer does nothing).
+   */
   async cleanup(): Promise<void> {
+    const layers = await this.#driver.layerIds();
     const known = this.#meta.ids();
     // Newest first: a layer made on another is always numbered after it, so children go before parents.
-    const layers = (await this.#driver.layerIds()).sort((a, b) => Number(b) - Number(a) || b.localeCompare(a));
-    for (const layer of layers) {
-      if (known.has(Number(layer)) && /^\d+$/.test(layer)) continue;
-      await this.#busy.run(layer, async () => {
-        if (this.#meta.ids().has(Number(layer)) && /^\d+$/.test(layer)) return;
-        this.#log.info("cleanup: removing a layer no snapshot names", { layer });
-        await this.#driver.remove(layer);
-      });
+    const orphans = layers.filter((l) => !(known.has(Number(l)) && /^\d+$/.test(l)));
+    for (const layer of orphans.sort((a, b) => Number(b) - Number(a) || b.localeCompare(a))) {
+      this.#log.info("cleanup: removing a layer no snapshot names", { layer });
+      await this.#driver.remove(layer);
     }
   }
 }
