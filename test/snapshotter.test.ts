@@ -394,6 +394,26 @@ describe("snapshotter (overlay): size limits", () => {
     expect(mountsBelow(path.join(inst.store, "overlay")).map((m) => m.mountPoint)).toEqual([]);
   }, 60_000);
 
+  test.skipIf(DRIVERS[0]!.skip !== null)("--driver auto keeps to the driver whose records are there, and refuses to guess between two", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
+    const open = (driver: string) => openSnapshotter({ driver, root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase });
+    try {
+      const vfs = await open("vfs");
+      await vfs.prepare("kept", "", { labels: {} });
+      await vfs.close();
+      // overlay has the higher priority, and would pick a fresh store on a root without records.
+      const auto = await open("auto");
+      expect(auto.driverName).toBe("vfs");
+      expect(auto.list(() => true).map((i) => i.key)).toEqual(["kept"]);
+      await auto.close();
+      await (await open("overlay")).close();
+      await expect(open("auto")).rejects.toThrow(`Cannot choose a driver for "${root}": it holds the records of overlay and vfs; name one with --driver`);
+    } finally {
+      unmountBelow(sys, root);
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test.skipIf(DRIVERS[0]!.skip !== null)("--size is refused for vfs, with the reason", async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
     try {

@@ -199,13 +199,21 @@ export async function initDriver(name: string, config: DriverConfig): Promise<Dr
     if (owner === undefined || !reg) throw foreignHome(state, owner);
     return await _initOn(state, owner, reg, config);
   }
+  return await firstAvailable(registeredDrivers(), (candidate) => _initOn(state, candidate, registry.get(candidate)!, config));
+}
+
+/**
+ * What `init` gives for the first of `names` whose driver fits this host (it throws none of the
+ * {@link isDriverUnavailable} errors); any other error stops the search.
+ */
+export async function firstAvailable<T>(names: readonly string[], init: (name: string) => Promise<T>): Promise<T> {
   const reasons: string[] = [];
-  for (const candidate of registeredDrivers()) {
+  for (const name of names) {
     try {
-      return await _initOn(state, candidate, registry.get(candidate)!, config);
+      return await init(name);
     } catch (err) {
       if (!isDriverUnavailable(err)) throw err;
-      reasons.push(`${candidate}: ${(err as Error).message}`);
+      reasons.push(`${name}: ${(err as Error).message}`);
     }
   }
   throw new StrataError(`No storage driver can run on this host (${reasons.join("; ")})`);

@@ -1,8 +1,8 @@
 /** `strata snapshotter`: the containerd proxy snapshotter over a strata driver, until SIGTERM. */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { initDriver, isDriverUnavailable, registeredDrivers, type Driver } from "../core/driver.ts";
-import { InvalidRequestError, StrataError } from "../core/errors.ts";
+import { firstAvailable, initDriver, registeredDrivers } from "../core/driver.ts";
+import { InvalidRequestError } from "../core/errors.ts";
 import { MIN_SIZE, parseSize } from "../core/size-units.ts";
 import type { Logger } from "../core/log.ts";
 import { untilStopped } from "../core/signals.ts";
@@ -34,24 +34,31 @@ export async function openSnapshotter(cmd: SnapshotterCommand): Promise<Snapshot
     if (bytes < MIN_SIZE) throw new InvalidRequestError(`Invalid --size ${size}: below the minimum of ${MIN_SIZE >> 20}M`);
     if (cmd.driver !== "overlay" && cmd.driver !== "auto") throw new InvalidRequestError(`Invalid --size ${size}: the ${cmd.driver} driver has no size limits (overlay has)`);
   }
-  const names = cmd.driver === "auto" ? registeredDrivers() : [cmd.driver];
-  const reasons: string[] = [];
-  for (const name of names) {
-    let driver: Driver;
-    try {
-      driver = await initDriver(name, { home: path.join(cmd.root, name), options: {}, uidMaps: [], gidMaps: [], sys: cmd.sys, log: cmd.log });
-    } catch (err) {
-      if (cmd.driver !== "auto" || !isDriverUnavailable(err)) throw err;
-      reasons.push(`${name}: ${(err as Error).message}`);
-      continue;
+  const names = cmd.driver === "auto" ? await autoCandidates(cmd.root) : [cmd.driver];
+  return await firstAvailable(names, async (name) => {
+    const driver = await initDriver(name, { home: path.join(cmd.root, name), options: {}, uidMaps: [], gidMaps: [], sys: cmd.sys, log: cmd.log });
+    if (size !== "" && driver.name !== "overlay") {
+      await driver.cleanup();
+      throw new InvalidRequestError(`Invalid --size ${size}: the ${driver.name} driver has no size limits (overlay has)`);
     }
-    const meta = new Metadata(cmd.openDatabase(path.join(cmd.root, `${name}.db`)));
-    if (size !== "" && driver.name !== "overlay") throw new InvalidRequestError(`Invalid --size ${size}: the ${driver.name} driver has no size limits (overlay has)`);
-    const service = new SnapshotService(driver, meta, cmd.log, size);
+    const service = new SnapshotService(driver, new Metadata(cmd.openDatabase(path.join(cmd.root, `${name}.db`))), cmd.log, size);
     await service.recover();
     return service;
+  });
+}
+
+/**
+ * The drivers `--driver auto` may pick: the one whose records are already under `root` (its
+ * snapshots must not vanish behind a fresh store of another driver), else every driver by priority.
+ * Records of several drivers are refused: which one holds the operator's snapshots is theirs to say.
+ */
+async function autoCandidates(root: string): Promise<string[]> {
+  const names = registeredDrivers();
+  const present = (await Promise.all(names.map((n) => fs.access(path.join(root, `${n}.db`)).then(() => n, () => null)))).filter((n) => n !== null);
+  if (present.length > 1) {
+    throw new InvalidRequestError(`Cannot choose a driver for "${root}": it holds the records of ${present.join(" and ")}; name one with --driver`);
   }
-  throw new StrataError(`No storage driver can run on this host (${reasons.join("; ")})`);
+  return present.length === 1 ? present : names;
 }
 
 /** Serve until SIGTERM/SIGINT; resolves to the exit code. */
