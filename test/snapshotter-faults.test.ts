@@ -4,9 +4,7 @@
  * visible, and every other snapshot is intact. Run from source on Bun and as the compiled binary.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
@@ -15,6 +13,9 @@ import { createSys } from "../src/sys/bun.ts";
 import { overlayUnavailable } from "./helpers/overlay-probe.ts";
 import { unmountBelow } from "./helpers/mounts.ts";
 import { SnapClient, failure } from "./helpers/snapshot-client.ts";
+import { waitFor } from "./e2e/command.ts";
+import { acceptsConnections } from "./e2e/containerd.ts";
+import { PluginProcess } from "./e2e/plugin-process.ts";
 
 const REPO = path.resolve(import.meta.dir, "..");
 const sys = createSys();
@@ -28,37 +29,24 @@ const VARIANTS = [
 ];
 const overlaySkip = overlayUnavailable(sys);
 
-/** One snapshotter process on `root`. */
-class Child {
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  constructor(readonly proc: ChildProcess) {
-    this.exited = new Promise((r) => proc.on("exit", (code, signal) => r({ code, signal })));
-  }
-  static async start(argv: string[], root: string, fault?: string): Promise<{ child: Child; client: SnapClient }> {
-    const socket = path.join(root, "s.sock");
-    const log = fs.openSync(path.join(root, "log"), "a");
-    const env = { ...process.env, STRATA_FAULT: fault ?? "" };
-    const proc = spawn(argv[0]!, [...argv.slice(1), "snapshotter", "--driver", "overlay", "--root", path.join(root, "store"), "--socket", socket, "--log-level", "debug"], {
-      cwd: REPO, env, stdio: ["ignore", log, log],
-    });
-    fs.closeSync(log);
-    const child = new Child(proc);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (await _answers(socket)) break;
-      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`the snapshotter did not start: ${fs.readFileSync(path.join(root, "log"), "utf8")}`);
-      await Bun.sleep(50);
-    }
-    return { child, client: new SnapClient(socket) };
-  }
-}
+/** The last process started: a failed test leaves it to afterEach. */
+let live: PluginProcess | undefined;
 
-function _answers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(socket);
-    c.once("connect", () => (c.destroy(), resolve(true)));
-    c.once("error", () => resolve(false));
+/** One snapshotter process on `root` (its socket `s.sock`, its log `log`), ready once the socket accepts. */
+function snapshotter(argv: string[], root: string, fault?: string): { proc: PluginProcess; client: () => SnapClient } {
+  const socket = path.join(root, "s.sock");
+  const proc = new PluginProcess({
+    argv: [...argv, "snapshotter", "--driver", "overlay", "--root", path.join(root, "store"), "--socket", socket, "--log-level", "debug"],
+    socket,
+    logFile: path.join(root, "log"),
+    cwd: REPO,
+    env: { STRATA_FAULT: fault ?? "" },
+    readyTimeoutMs: 20_000,
+    label: "The snapshotter",
+    ready: { probe: () => acceptsConnections(socket), condition: `accept connections on ${socket}` },
   });
+  live = proc;
+  return { proc, client: () => new SnapClient(socket) };
 }
 
 const named = (name: string, skip: string | null) => (skip === null ? name : `${name} (skipped: ${skip})`);
@@ -109,7 +97,8 @@ const CASES: Array<{ point: string; call: (c: SnapClient) => Promise<unknown>; a
 for (const v of VARIANTS) {
   describe(`snapshotter SIGKILLed at a fault point (${v.name})`, () => {
     let root: string | undefined;
-    afterEach(() => {
+    afterEach(async () => {
+      await live?.kill();
       if (!root) return;
       unmountBelow(sys, root);
       fs.rmSync(root, { recursive: true, force: true });
@@ -122,24 +111,30 @@ for (const v of VARIANTS) {
         root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snapfault-"));
         const layers = () => fs.readdirSync(path.join(root!, "store", "overlay")).filter((n) => !n.startsWith(".")).sort();
         // A committed base, made by a process without a fault armed.
-        let { child, client } = await Child.start(v.argv, root);
+        let { proc, client: connect } = snapshotter(v.argv, root);
+        await proc.start();
+        let client = connect();
         await client.prepare("base");
         await client.commit("Base", "base", { keep: "me" });
         client.close();
-        child.proc.kill("SIGTERM");
-        expect(await child.exited).toEqual({ code: 0, signal: null });
+        expect(await proc.stop()).toEqual({ code: 0, signal: null, forced: false });
 
-        ({ child, client } = await Child.start(v.argv, root, c.point));
+        ({ proc, client: connect } = snapshotter(v.argv, root, c.point));
+        await proc.start();
+        client = connect();
         await expect(c.call(client)).rejects.toBeDefined();
-        expect((await child.exited).signal).toBe("SIGKILL");
+        // It killed itself at the point (kill() of a dead process only reports how it ended).
+        await waitFor(() => !proc.running, { timeoutMs: 10_000, message: `the snapshotter did not die at ${c.point}`, context: () => proc.logTail() });
+        expect(await proc.kill()).toEqual({ code: null, signal: "SIGKILL", forced: false });
         client.close();
 
-        ({ child, client } = await Child.start(v.argv, root));
+        ({ proc, client: connect } = snapshotter(v.argv, root));
+        await proc.start();
+        client = connect();
         await c.after(client, layers);
         expect((await client.stat("Base")).labels).toEqual({ keep: "me" });
         client.close();
-        child.proc.kill("SIGTERM");
-        expect(await child.exited).toEqual({ code: 0, signal: null });
+        expect(await proc.stop()).toEqual({ code: 0, signal: null, forced: false });
       }, 60_000);
     }
   });
