@@ -5,8 +5,9 @@
  */
 import { e2eUnavailableReason } from "./harness.ts";
 import { runScenario } from "./scenario.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
-const skip = e2eUnavailableReason();
+const skip = skipUnlessAsked(e2eUnavailableReason(), "the built-in driver tests");
 
 for (const driver of ["overlay2", "vfs"]) {
   runScenario({ name: `built-in ${driver} driver`, skip, storage: { builtin: driver } });

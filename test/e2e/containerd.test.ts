@@ -24,6 +24,7 @@ import {
 import { check, describeResult, printed, succeeded, waitFor } from "./command.ts";
 import { makeBusyboxOciImage, makeManyLayerOciImage, type OciImage } from "./oci-image.ts";
 import { STRATA_VARIANTS, variantSkipReason } from "./strata-variants.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
 const BUSYBOX = "docker.io/library/strata-e2e-busybox:latest";
 const DEEP = 500;
@@ -36,7 +37,7 @@ interface Suite {
   choice: SnapshotterChoice;
 }
 
-const unavailable = containerdUnavailableReason();
+const unavailable = skipUnlessAsked(containerdUnavailableReason(), "the containerd end-to-end tests");
 const which = process.env.STRATA_E2E_SNAPSHOTTER || "strata";
 const driver = process.env.STRATA_E2E_DRIVER || "overlay";
 const logLevel = process.env.STRATA_E2E_LOG_LEVEL || "info";

@@ -16,6 +16,7 @@ import { entry } from "../helpers/layer-tar.ts";
 import { rawCall } from "../helpers/raw-http.ts";
 import { E2EEnv, e2eUnavailableReason, makeBusyboxImageTar, REPO_ROOT, succeeded } from "./harness.ts";
 import { settle } from "../helpers/settle.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
 const driver = process.env.STRATA_E2E_DRIVER || "vfs";
 const CYCLES = Number(process.env.STRATA_LOAD_CYCLES || 300);
@@ -23,7 +24,7 @@ const PARALLEL = 8;
 const BIG = 2 * 1024 ** 3;
 const MiB = 1024 * 1024;
 const binary = path.join(REPO_ROOT, "dist/strata");
-const skip = e2eUnavailableReason() ?? (fs.existsSync(binary) ? undefined : "dist/strata is not built: run ./compile.sh");
+const skip = skipUnlessAsked(e2eUnavailableReason() ?? (fs.existsSync(binary) ? undefined : "dist/strata is not built: run ./compile.sh"), "the load tests");
 
 /** A /proc/<pid>/status field in KiB (VmRSS, VmHWM). */
 function statusKiB(pid: number, field: string): number {

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { VERSION } from "../../src/core/version.ts";
 import { e2eUnavailableReason, REPO_ROOT } from "./harness.ts";
 import { runScenario } from "./scenario.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
 const driver = process.env.STRATA_E2E_DRIVER || "vfs";
 const dir = path.join(REPO_ROOT, "dist", "plugin");
@@ -18,10 +19,12 @@ const name = `strata:${VERSION}`;
 
 runScenario({
   name: `managed plugin ${name} (${driver}) from dist/plugin`,
-  skip:
+  skip: skipUnlessAsked(
     e2eUnavailableReason() ??
-    (fs.existsSync(path.join(dir, "config.json")) && fs.existsSync(path.join(dir, "rootfs", "strata"))
-      ? undefined
-      : "dist/plugin is not built: run ./compile.sh"),
+      (fs.existsSync(path.join(dir, "config.json")) && fs.existsSync(path.join(dir, "rootfs", "strata"))
+        ? undefined
+        : "dist/plugin is not built: run ./compile.sh"),
+    "the managed plugin tests",
+  ),
   storage: { managed: { dir, name, driver } },
 });

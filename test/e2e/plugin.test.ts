@@ -11,10 +11,11 @@
 import { e2eUnavailableReason } from "./harness.ts";
 import { runScenario } from "./scenario.ts";
 import { STRATA_VARIANTS, variantSkipReason } from "./strata-variants.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
 const driver = process.env.STRATA_E2E_DRIVER || "vfs";
 const logLevel = process.env.STRATA_E2E_LOG_LEVEL || "info";
-const unavailable = e2eUnavailableReason();
+const unavailable = skipUnlessAsked(e2eUnavailableReason(), "the plugin end-to-end tests");
 
 for (const v of STRATA_VARIANTS) {
   runScenario({

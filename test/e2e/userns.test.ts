@@ -17,10 +17,11 @@ import { readTar } from "../../src/archive/tar-reader.ts";
 import { streamOf } from "../helpers/layer-tar.ts";
 import { check, E2EEnv, e2eUnavailableReason, makeBusyboxImageTar, printed, REPO_ROOT, succeeded } from "./harness.ts";
 import { layerDirs } from "./scenario-helpers.ts";
+import { skipUnlessAsked } from "./gate.ts";
 
 const driver = process.env.STRATA_E2E_DRIVER || "vfs";
 const binary = path.join(REPO_ROOT, "dist/strata");
-const skip = e2eUnavailableReason() ?? (fs.existsSync(binary) ? undefined : "dist/strata is not built: run ./compile.sh");
+const skip = skipUnlessAsked(e2eUnavailableReason() ?? (fs.existsSync(binary) ? undefined : "dist/strata is not built: run ./compile.sh"), "the user-namespace tests");
 const IMG = "e2e-busybox:base";
 const COMMITTED = "e2e-busybox:userns-committed";
 const REMAP_USER = "dockremap";
