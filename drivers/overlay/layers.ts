@@ -3,6 +3,7 @@
  * `.tmp/rm-…`, deleted after), the lower chain and link names, and the reconciliation a restart
  * needs. No mounts here: `mounts.ts` owns those.
  */
+import { existsSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { isOverlayXattr } from "../../src/archive/whiteouts.ts";
@@ -138,7 +139,7 @@ export class LayerStore {
 
   /** Whether a child was ever created on the layer (overlay2 then mounts it read-only). */
   async committed(id: string): Promise<boolean> {
-    return await fs.access(this.layout.committedFile(id)).then(() => true, () => false);
+    return existsSync(this.layout.committedFile(id));
   }
 
   /**

@@ -192,12 +192,7 @@ class VfsDriver {
   }
 
   async exists(id: string): Promise<boolean> {
-    try {
-      return (await fs.lstat(this.#dir(id))).isDirectory();
-    } catch (err) {
-      if (hasCode(err, "ENOENT")) return false;
-      throw err;
-    }
+    return (await ownEntry(this.#dir(id), "dir")) === "ok";
   }
 
   capabilities() {

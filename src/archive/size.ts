@@ -1,5 +1,7 @@
 /** moby's `ChangesSize`: how many bytes a change list adds to a layer. */
+import { lstatSync, readdirSync } from "node:fs";
 import * as fs from "node:fs/promises";
+import { setImmediate } from "node:timers";
 import type { Change } from "./change.ts";
 import { ChangeKind } from "./change.ts";
 import { hasCode } from "../core/errors.ts";
@@ -40,17 +42,23 @@ export async function changesSize(dir: string, changes: Change[]): Promise<numbe
  * const { size, inodes } = await diskUsage(layerDir);
  */
 export async function diskUsage(dir: string): Promise<{ size: number; inodes: number }> {
+  // Synchronous lstat/readdir (a few µs each, 15-30 times less than through the thread pool),
+  // handing the event loop back every YIELD_EVERY entries so other calls go on during a big walk.
   const seen = new Set<bigint>();
   let size = 0;
-  const visit = async (p: string): Promise<void> => {
-    const st = await fs.lstat(p, { bigint: true });
+  let done = 0;
+  const stack = [dir];
+  for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+    const st = lstatSync(p, { bigint: true });
     if (!seen.has(st.ino)) {
       seen.add(st.ino);
       size += Number(st.blocks) * 512;
     }
-    if (!st.isDirectory()) return;
-    for (const name of await fs.readdir(p)) await visit(`${p}/${name}`);
-  };
-  await visit(dir);
+    if (st.isDirectory()) for (const name of readdirSync(p)) stack.push(`${p}/${name}`);
+    if (++done % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
   return { size, inodes: seen.size };
 }
+
+/** Entries a walk handles between two turns of the event loop (~1-2 ms of syscalls). */
+const YIELD_EVERY = 512;

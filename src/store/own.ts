@@ -4,8 +4,9 @@
  * is reported and left alone: never followed, emptied or deleted through. Checks use lstat, so
  * they see the entry itself; walks below them use O_NOFOLLOW (`Sys.lreaddirTypes`).
  */
+import { lstatSync } from "node:fs";
 import * as fs from "node:fs/promises";
-import { StrataError, hasCode } from "../core/errors.ts";
+import { StrataError } from "../core/errors.ts";
 
 /** What is at a path strata expects to own. */
 export type Own = "ok" | "missing" | "foreign";
@@ -16,13 +17,11 @@ export type Own = "ok" | "missing" | "foreign";
  * await ownEntry("/h/tmp", "dir"); // "foreign" when tmp is a symlink
  */
 export async function ownEntry(p: string, want: "dir" | "file"): Promise<Own> {
-  try {
-    const st = await fs.lstat(p);
-    return (want === "dir" ? st.isDirectory() : st.isFile()) ? "ok" : "foreign";
-  } catch (err) {
-    if (hasCode(err, "ENOENT")) return "missing";
-    throw err;
-  }
+  // One lstat on a local disk takes microseconds; through the runtime's thread pool it costs
+  // 15-30 times that (Bun ~28 µs, Deno ~83 µs), and Get, Mounts and Exists make several.
+  const st = lstatSync(p, { throwIfNoEntry: false });
+  if (st === undefined) return "missing";
+  return (want === "dir" ? st.isDirectory() : st.isFile()) ? "ok" : "foreign";
 }
 
 /** The error for something that is not what strata made at `p`. */
