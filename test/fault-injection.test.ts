@@ -9,36 +9,27 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { findMkfs } from "../drivers/overlay/quota.ts";
 import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/core/fault.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { entry, file, makeTar } from "./helpers/layer-tar.ts";
-import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { TEST_DRIVERS, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
 import { type ChildExit, PluginChild } from "./helpers/plugin-child.ts";
 import type { RawResponse } from "./helpers/raw-http.ts";
 import { type NodeInfo, snapshot } from "./helpers/tree.ts";
 import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 
 const sys = createSys();
-const isRoot = process.getuid?.() === 0;
 
 /**
  * Each driver under test, its Init options, and its temp dir under Home (which startup recovery
  * must leave empty). "overlay-sized" makes every read-write layer size-limited (its own image).
  */
-const DRIVERS = [
-  { name: "vfs", driver: "vfs", opts: [], tmpDir: "tmp", skip: isRoot ? null : "the layers' owners and device nodes need root" },
-  { name: "overlay", driver: "overlay", opts: [], tmpDir: ".tmp", skip: overlayUnavailable(sys) },
-  {
-    name: "overlay-sized",
-    driver: "overlay",
-    opts: ["strata.size=32M"],
-    tmpDir: ".tmp",
-    skip: overlayUnavailable(sys) ?? (findMkfs() === null ? "mkfs.ext4 (e2fsprogs) is not installed" : null),
-  },
-] as const;
+const DRIVERS: ReadonlyArray<{ name: DriverName; driver: string; opts: string[]; tmpDir: string; skip: string | null }> = [
+  ...TEST_DRIVERS.map((d) => ({ name: d.name, driver: d.name, opts: [], tmpDir: d.tmpDir, skip: rootUnavailable ?? d.skip })),
+  { name: "overlay-sized", driver: "overlay", opts: ["strata.size=32M"], tmpDir: ".tmp", skip: rootUnavailable ?? sizeLimitsUnavailable },
+];
 
-type DriverName = (typeof DRIVERS)[number]["name"];
+type DriverName = (typeof TEST_DRIVERS)[number]["name"] | "overlay-sized";
 
 /** What the interrupted layer must look like after the restart ("created": a new empty layer, finished by recovery). */
 type Outcome = "absent" | "unchanged" | "applied" | "created";

@@ -7,8 +7,6 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initOverlay } from "../drivers/overlay/driver.ts";
-import { initVfs } from "../drivers/vfs/driver.ts";
 import { readTar } from "../src/archive/tar-reader.ts";
 import type { Driver, DriverConfig, IdMap } from "../src/core/driver.ts";
 import "../src/drivers.ts";
@@ -17,7 +15,7 @@ import { silentLogger } from "../src/core/log.ts";
 import { Plugin } from "../src/graphdriver/plugin.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
-import { overlayUnavailable } from "./helpers/overlay-probe.ts";
+import { TEST_DRIVERS } from "./helpers/drivers.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -35,14 +33,11 @@ interface Case {
   skip?: string;
 }
 
-const cases: Case[] = [
-  { name: "vfs", init: initVfs, skip: isRoot ? undefined : "chown to the remapped ids needs root" },
-  {
-    name: "overlay",
-    init: initOverlay,
-    skip: !isRoot ? "chown to the remapped ids and overlay mounts need root" : overlayUnavailable(sys) ?? undefined,
-  },
-];
+const cases: Case[] = TEST_DRIVERS.map((d) => ({
+  name: d.name,
+  init: d.init,
+  skip: (isRoot ? d.skip : (d.name === "overlay" ? "chown to the remapped ids and overlay mounts need root" : "chown to the remapped ids needs root")) ?? undefined,
+}));
 
 /** [uid, gid] of a path, not following a symlink. */
 function owner(p: string): [number, number] {
