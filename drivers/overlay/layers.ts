@@ -12,8 +12,9 @@ import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import type { Logger } from "../../src/core/log.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
-import { entryPath, tempName } from "../../src/store/names.ts";
+import { entryPath } from "../../src/store/names.ts";
 import { assertOwnDir, notOwn, ownEntry } from "../../src/store/own.ts";
+import { Staging } from "../../src/store/staging.ts";
 import type { QuotaImages } from "./quota.ts";
 import {
   DIFF_DIR, IMAGE_SUFFIX, LINK_DIR, LINK_FILE, LOWER_FILE, Layout, TMP_DIR, WORK_DIR, childLowers, formatLower,
@@ -30,7 +31,7 @@ export class LayerStore {
   #log: Logger;
   #root: { uid: number; gid: number };
   #quota: QuotaImages;
-  #seq = 0;
+  #staging: Staging;
 
   constructor(layout: Layout, sys: Sys, log: Logger, root: { uid: number; gid: number }, quota: QuotaImages) {
     this.layout = layout;
@@ -38,11 +39,12 @@ export class LayerStore {
     this.#log = log;
     this.#root = root;
     this.#quota = quota;
+    this.#staging = new Staging(layout.tmpDir, log);
   }
 
   /** A fresh path under `.tmp/`. */
   tmp(prefix: string, id: string): string {
-    return entryPath(this.layout.tmpDir, tempName(prefix, id, ++this.#seq));
+    return this.#staging.path(prefix, id);
   }
 
   /** Whether the layer has its own filesystem image (a real file in `.quota/`). */
@@ -60,7 +62,7 @@ export class LayerStore {
     const dir = path.join(this.layout.layer(id), TMP_DIR);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await assertOwnDir(dir);
-    return entryPath(dir, tempName(prefix, id, ++this.#seq));
+    return new Staging(dir, this.#log).path(prefix, id);
   }
 
   /**
@@ -283,26 +285,23 @@ export class LayerStore {
       return;
     }
     const linkId = (await this.exists(id)) ? await this.linkId(id).catch(() => null) : null;
-    let doomed = this.tmp(TMP_PREFIX.remove, id);
+    let doomed: string;
     const image = this.layout.quotaImage(id);
     if (image !== null && (await this.hasImage(id))) {
       this.#quota.unmount(dir);
       faultPoint(FAULT.removeAfterUnmount);
-      doomed = `${doomed}${IMAGE_SUFFIX}`;
+      doomed = `${this.tmp(TMP_PREFIX.remove, id)}${IMAGE_SUFFIX}`;
       await fs.rename(image, doomed);
       await fs.rmdir(dir).catch((e) => this.#log.warn("remove left a directory", { id, err: String(e) }));
     } else {
-      try {
-        await fs.rename(dir, doomed);
-      } catch (err) {
-        if (hasCode(err, "ENOENT")) return;
-        throw err;
-      }
+      const aside = await this.#staging.moveAside(dir, TMP_PREFIX.remove, id);
+      if (aside === null) return;
+      doomed = aside;
     }
     faultPoint(FAULT.removeBeforeDelete);
     if (linkId) await this.#unlinkLink(linkId).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
     // The layer is gone once renamed; what fails to delete now goes at the next start.
-    await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
+    await this.#staging.discard(doomed, id);
   }
 
   /**

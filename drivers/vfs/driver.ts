@@ -14,15 +14,16 @@ import {
 } from "../../src/core/driver.ts";
 import { diskUsage } from "../../src/archive/size.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
-import { AlreadyExistsError, InvalidRequestError, NotFoundError, hasCode } from "../../src/core/errors.ts";
+import { AlreadyExistsError, InvalidRequestError, NotFoundError } from "../../src/core/errors.ts";
 import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import { LAYER_ID_PATTERN, assertLayerId } from "../../src/core/layer-id.ts";
 import { KeyedLock } from "../../src/core/locks.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { withNaiveDiff } from "../../src/core/naive-diff.ts";
 import type { StoreLayout } from "../../src/store/home.ts";
-import { entryPath, tempName } from "../../src/store/names.ts";
+import { entryPath } from "../../src/store/names.ts";
 import { assertOwnDir, ownEntry } from "../../src/store/own.ts";
+import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { META_DIR, ParentRecords } from "./parents.ts";
@@ -55,7 +56,7 @@ class VfsDriver {
   #log: Logger;
   #locks = new KeyedLock();
   #fsName: string;
-  #seq = 0;
+  #staging: Staging;
   #records: ParentRecords;
 
   constructor(config: DriverConfig, fsName: string) {
@@ -67,6 +68,7 @@ class VfsDriver {
     this.#log = config.log;
     this.#fsName = fsName;
     this.#records = new ParentRecords(config.home, config.log);
+    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.log);
   }
 
   /**
@@ -102,7 +104,7 @@ class VfsDriver {
   }
 
   #tmp(kind: string, id: string): string {
-    return entryPath(path.join(this.#home, TMP_DIR), tempName(`${kind}-`, id, ++this.#seq));
+    return this.#staging.path(`${kind}-`, id);
   }
 
   /** The parent Diff and Changes compare with when asked for "" (the layer's own parent). */
@@ -164,21 +166,16 @@ class VfsDriver {
     await this.#locks.run(id, async () => {
       // Create holds the parent's lock until its child is recorded, so no child can appear after this check.
       this.#records.index.assertNoChildren(id);
-      const doomed = this.#tmp("rm", id);
       if ((await ownEntry(dir, "dir")) === "foreign") {
         this.#log.warn("a layer's place holds something that is not a directory: left alone", { id, path: dir });
         return;
       }
-      try {
-        await fs.rename(dir, doomed);
-      } catch (err) {
-        if (hasCode(err, "ENOENT")) return;
-        throw err;
-      }
+      const doomed = await this.#staging.moveAside(dir, "rm-", id);
+      if (doomed === null) return;
       faultPoint(FAULT.removeBeforeDelete);
       await this.#records.delete(id);
       // The layer is gone once renamed; a failure to delete is left for the next start's recovery.
-      await fs.rm(doomed, { recursive: true, force: true }).catch((e) => this.#log.warn("remove left files", { id, err: String(e) }));
+      await this.#staging.discard(doomed, id);
     });
   }
 
@@ -244,7 +241,7 @@ class VfsDriver {
       faultPoint(FAULT.applyBeforeSwap);
       await fs.rename(ready, this.#dir(id));
       await fs.rmdir(holder).catch((e) => this.#log.warn("apply left a temp dir", { id, err: String(e) }));
-      await fs.rm(old, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
+      await this.#staging.discard(old, id, "apply");
       return size;
     });
   }

@@ -1,0 +1,41 @@
+/**
+ * A driver's temp dir under Home, where every layer is built before its rename into place and
+ * every removal goes first: fresh names for that work, the rename aside, the delete after. A crash
+ * leaves only entries in the temp dir, which the driver's next start empties or finishes.
+ */
+import * as fs from "node:fs/promises";
+import { hasCode } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import { entryPath, tempName } from "./names.ts";
+
+export class Staging {
+  #seq = 0;
+
+  constructor(readonly dir: string, private readonly log: Logger) {}
+
+  /**
+   * A fresh path in the temp dir, not yet made.
+   * @example
+   * staging.path("new-", "abc"); // "/h/tmp/new-abc-<pid>-1"
+   */
+  path(prefix: string, id: string): string {
+    return entryPath(this.dir, tempName(prefix, id, ++this.#seq));
+  }
+
+  /** Rename `target` into the temp dir (gone under its name from then on); null when nothing was there. */
+  async moveAside(target: string, prefix: string, id: string): Promise<string | null> {
+    const aside = this.path(prefix, id);
+    try {
+      await fs.rename(target, aside);
+    } catch (err) {
+      if (hasCode(err, "ENOENT")) return null;
+      throw err;
+    }
+    return aside;
+  }
+
+  /** Delete `p` (a tree moved aside or a build that failed); what cannot go now is logged and left for the next start. */
+  async discard(p: string, id: string, what = "remove"): Promise<void> {
+    await fs.rm(p, { recursive: true, force: true }).catch((e) => this.log.warn(`${what} left files`, { id, err: String(e) }));
+  }
+}
