@@ -60,19 +60,25 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 started=$(date +%s)
-if [ -e "$root" ]; then
-  # Only a tree this script made (it leaves policy-rc.d in every one) or an empty directory goes.
-  [ -f "$root/usr/sbin/policy-rc.d" ] || [ -z "$(ls -A "$root")" ] \
-    || die "$root exists and is not a chroot this script made: remove it or pick another DIR"
-  log "removing the incomplete or outdated tree at $root"
-  rm -rf --one-file-system "$root"
+# Only a tree this script made (it leaves policy-rc.d in every one) or an empty directory is replaced.
+if [ -e "$root" ] && ! [ -f "$root/usr/sbin/policy-rc.d" ] && [ -n "$(ls -A "$root")" ]; then
+  die "$root exists and is not a chroot this script made: remove it or pick another DIR"
 fi
 # Build beside the target and rename, so a half-made tree never carries the final name.
 work=$root.new
 rm -rf --one-file-system "$work"
 log "debootstrap --variant=minbase trixie $work $mirror"
-debootstrap --variant=minbase --keyring="$keyring" trixie "$work" "$mirror" >"$work.debootstrap.log" 2>&1 \
-  || { tail -30 "$work.debootstrap.log" >&2; die "debootstrap failed (log: $work.debootstrap.log)"; }
+# Once seen here: "Couldn't find these debs: apt base-files …" from one run and not the next (the
+# mirror answering mid-sync), so a failed debootstrap is tried once more from scratch.
+for attempt in 1 2; do
+  if debootstrap --variant=minbase --keyring="$keyring" trixie "$work" "$mirror" >"$work.debootstrap.log" 2>&1; then
+    break
+  fi
+  tail -5 "$work.debootstrap.log" | tr '\r' '\n' | grep -v '^ *$' >&2 || true
+  [ "$attempt" = 1 ] || die "debootstrap failed twice (log: $work.debootstrap.log)"
+  log "debootstrap failed; trying again"
+  rm -rf --one-file-system "$work"
+done
 rm -f "$work.debootstrap.log"
 bootstrapped=$(date +%s)
 
@@ -97,6 +103,10 @@ unshare --mount --fork sh -c '
 rm -f "$work.apt.log"
 installed=$(date +%s)
 
+if [ -e "$root" ]; then
+  log "replacing the incomplete or outdated tree at $root"
+  rm -rf --one-file-system "$root"
+fi
 mv "$work" "$root"
 root_versions=$(versions)
 {
