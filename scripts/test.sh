@@ -46,7 +46,9 @@ if [ "$(id -u)" = 0 ]; then
   # Docker's containerd image store: dockerd 26.1 + containerd 1.7 from a Debian 13 chroot (trixie's
   # runc needs glibc 2.38) on strata's snapshotter. A chroot that cannot be built fails both stages.
   run trixie-chroot bash scripts/trixie-chroot.sh
-  STRATA_E2E=1 run e2e-dockerd26 node_modules/.bin/bun test --timeout 600000 test/e2e/dockerd26.test.ts
+  for driver in overlay vfs; do
+    STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-dockerd26-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/dockerd26.test.ts
+  done
 fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
   for driver in vfs overlay; do
