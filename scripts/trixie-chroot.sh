@@ -43,6 +43,10 @@ versions() {
   unshare --mount --fork chroot "$root" sh -c 'dockerd --version; containerd --version; runc --version | head -1; docker buildx version 2>/dev/null || echo "buildx: none"'
 }
 
+# One build at a time (two test runs, or CI and a developer): the second waits, then finds it complete.
+exec 9>"$root.lock"
+flock 9
+
 if [ -f "$marker" ] && grep -qxF "$want" "$marker"; then
   log "$root is complete ($(sed -n 's/^built: //p' "$marker"))"
   versions

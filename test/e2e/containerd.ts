@@ -48,6 +48,11 @@ export interface ContainerdOptions {
   /** containerd's `--log-level`; debug logs every snapshot call containerd's metadata layer makes. */
   logLevel?: string;
   startTimeoutMs?: number;
+  /**
+   * Maps each containerd and ctr command line (host paths of the binaries) to the one that runs it,
+   * e.g. inside another distribution's tree and mount namespace; `root` is the instance dir. Default: as is.
+   */
+  wrap?: (argv: string[], root: string) => string[];
 }
 
 /** What {@link ContainerdEnv.stop} found and did. */
@@ -92,6 +97,7 @@ export class ContainerdEnv {
   readonly configFile: string;
   readonly logFile: string;
   readonly #containerd: PluginProcess;
+  readonly #wrap: (argv: string[]) => string[];
   #stopped: Promise<ContainerdStopReport> | undefined;
 
   private constructor(choice: SnapshotterChoice, opts: ContainerdOptions) {
@@ -102,9 +108,11 @@ export class ContainerdEnv {
     this.strataRoot = path.join(this.root, "strata-root");
     this.configFile = path.join(this.root, "config.toml");
     this.logFile = path.join(this.root, "containerd.log");
+    const wrap = opts.wrap;
+    this.#wrap = wrap ? (argv) => wrap(argv, this.root) : (argv) => argv;
     fs.writeFileSync(this.configFile, this.#config());
     this.#containerd = new PluginProcess({
-      argv: [CONTAINERD_BIN, "--config", this.configFile, "--log-level", opts.logLevel ?? "debug"],
+      argv: this.#wrap([CONTAINERD_BIN, "--config", this.configFile, "--log-level", opts.logLevel ?? "debug"]),
       socket: this.socket,
       logFile: this.logFile,
       cwd: this.root,
@@ -173,7 +181,7 @@ export class ContainerdEnv {
 
   /** Run `ctr ...args` with a different time limit or input. */
   ctrWith(opts: RunOptions, ...args: string[]): Promise<CommandResult> {
-    return run([CTR_BIN, "--address", this.socket, "--namespace", this.namespace, ...args], { timeoutMs: 120_000, ...opts });
+    return run(this.#wrap([CTR_BIN, "--address", this.socket, "--namespace", this.namespace, ...args]), { timeoutMs: 120_000, ...opts });
   }
 
   /**
@@ -192,13 +200,16 @@ export class ContainerdEnv {
     ].filter(Boolean).join("\n\n");
   }
 
-  /** Copy containerd's and strata's logs to `/tmp/<root>-logs`, where a reader finds them after stop; returns that dir. */
-  keepLogs(): string {
+  /**
+   * Copy containerd's and strata's logs (and `more`, paths relative to the instance dir) to
+   * `/tmp/<root>-logs`, where a reader finds them after stop; returns that dir.
+   */
+  keepLogs(more: string[] = []): string {
     const keep = `/tmp/${path.basename(this.root)}-logs`;
     fs.mkdirSync(keep, { recursive: true });
-    for (const f of ["containerd.log", "strata.log", "config.toml"]) {
+    for (const f of ["containerd.log", "strata.log", "config.toml", ...more]) {
       const src = path.join(this.root, f);
-      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
+      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, path.basename(f)));
     }
     return keep;
   }

@@ -24,6 +24,13 @@ export interface DockerdOptions {
   stopTimeoutMs?: number;
   /** More daemon flags, after the fixed ones (e.g. `--userns-remap=default`). */
   extraArgs?: string[];
+  /** What `daemon.json` holds (default `{}`), e.g. `{ features: { "containerd-snapshotter": true } }`. */
+  daemonConfig?: Record<string, unknown>;
+  /**
+   * Maps the daemon's and each docker CLI command line (host paths of the binaries) to the one that
+   * runs it, e.g. inside another distribution's tree and mount namespace. Default: as is.
+   */
+  wrap?: (argv: string[]) => string[];
 }
 
 /** How a stopped dockerd ended. */
@@ -108,12 +115,13 @@ export class Dockerd {
     if (this.running) throw new E2EFailure("dockerd is already running");
     fs.mkdirSync(this.dataRoot, { recursive: true });
     fs.mkdirSync(this.execRoot, { recursive: true });
-    fs.writeFileSync(path.join(this.root, "daemon.json"), "{}\n");
+    fs.writeFileSync(path.join(this.root, "daemon.json"), JSON.stringify(this.#opts.daemonConfig ?? {}) + "\n");
     this.#starts++;
-    fs.appendFileSync(this.logFile, `\n=== e2e: start #${this.#starts}: ${this.argv().join(" ")}\n`);
+    const argv = this.#wrap(this.argv());
+    fs.appendFileSync(this.logFile, `\n=== e2e: start #${this.#starts}: ${argv.join(" ")}\n`);
     const log = fs.openSync(this.logFile, "a");
     try {
-      const child = spawn(this.argv()[0]!, this.argv().slice(1), { stdio: ["ignore", log, log] });
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", log, log] });
       this.#child = child;
       this.#exited = new Promise((resolve) => {
         child.on("exit", (code, signal) => resolve({ code, signal, killed: false }));
@@ -184,7 +192,11 @@ export class Dockerd {
 
   /** Run `docker ...args` with extra environment or a different time limit. */
   dockerWith(opts: RunOptions & { extraEnv?: Record<string, string> }, ...args: string[]): Promise<CommandResult> {
-    return run([DOCKER_BIN, ...args], { timeoutMs: 120_000, ...opts, env: this.clientEnv(opts.extraEnv) });
+    return run(this.#wrap([DOCKER_BIN, ...args]), { timeoutMs: 120_000, ...opts, env: this.clientEnv(opts.extraEnv) });
+  }
+
+  #wrap(argv: string[]): string[] {
+    return this.#opts.wrap?.(argv) ?? argv;
   }
 
   /** The daemon log's tail, for failure messages. */
