@@ -62,7 +62,7 @@ export class LayerStore {
     const dir = path.join(this.layout.layer(id), TMP_DIR);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await assertOwnDir(dir);
-    return new Staging(dir, this.#log).path(prefix, id);
+    return this.#staging.path(prefix, id, dir);
   }
 
   /**

@@ -5,12 +5,12 @@
  * record is reserved before its layer is made and dropped after its layer is gone (metadata.ts).
  */
 import type { Driver, Usage } from "../core/driver.ts";
-import { fitsContainerdMount } from "./mount-fit.ts";
 import { FailedPreconditionError } from "../core/errors.ts";
 import { FAULT, faultPoint } from "../core/fault.ts";
 import type { Logger } from "../core/log.ts";
 import type { MountSpec } from "../mount/spec.ts";
 import { type Filter } from "./filters.ts";
+import { fitsContainerdMount } from "./mount-fit.ts";
 import { type Info, Kind, Metadata } from "./metadata.ts";
 
 /** The label that sets an active snapshot's size limit (containerd passes `containerd.io/snapshot/*` labels on). */

@@ -11,15 +11,20 @@ import { entryPath, tempName } from "./names.ts";
 export class Staging {
   #seq = 0;
 
-  constructor(readonly dir: string, private readonly log: Logger) {}
+  readonly #log: Logger;
+
+  constructor(readonly dir: string, log: Logger) {
+    this.#log = log;
+  }
 
   /**
-   * A fresh path in the temp dir, not yet made.
+   * A fresh path in the temp dir (or in `dir`, another temp dir of the same store: one counter for
+   * all keeps the names apart), not yet made.
    * @example
    * staging.path("new-", "abc"); // "/h/tmp/new-abc-<pid>-1"
    */
-  path(prefix: string, id: string): string {
-    return entryPath(this.dir, tempName(prefix, id, ++this.#seq));
+  path(prefix: string, id: string, dir = this.dir): string {
+    return entryPath(dir, tempName(prefix, id, ++this.#seq));
   }
 
   /** Rename `target` into the temp dir (gone under its name from then on); null when nothing was there. */
@@ -36,6 +41,6 @@ export class Staging {
 
   /** Delete `p` (a tree moved aside or a build that failed); what cannot go now is logged and left for the next start. */
   async discard(p: string, id: string, what = "remove"): Promise<void> {
-    await fs.rm(p, { recursive: true, force: true }).catch((e) => this.log.warn(`${what} left files`, { id, err: String(e) }));
+    await fs.rm(p, { recursive: true, force: true }).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
   }
 }

@@ -25,6 +25,7 @@ import { check, describeResult, printed, succeeded, waitFor } from "./command.ts
 import { makeBusyboxOciImage, makeManyLayerOciImage, type OciImage } from "./oci-image.ts";
 import { STRATA_VARIANTS, variantSkipReason } from "./strata-variants.ts";
 import { skipUnlessAsked } from "./gate.ts";
+import { Steps } from "./steps.ts";
 
 const BUSYBOX = "docker.io/library/strata-e2e-busybox:latest";
 const DEEP = 500;
@@ -69,54 +70,22 @@ function runSuite(suite: Suite): void {
   describe(suite.name, () => {
     let env: ContainerdEnv;
     let busybox: OciImage;
-    let notRun: string | undefined;
-    let failed = 0;
-    const timings: [string, number][] = [];
+    const steps = new Steps(suite.name);
+    const step = steps.add.bind(steps);
     const logs = () => env.logs();
     const ctr = (...args: string[]) => env.ctr(...args);
     const sn = () => env.snapshotter;
     const snapshots = async () => parseSnapshots(succeeded(await ctr("snapshots", "--snapshotter", sn(), "ls"), logs));
 
-    /** One case: refuses to run after a fatal failure, times itself, counts failures (for keeping logs). */
-    const step = (name: string, fn: () => Promise<void>, opts: { timeoutMs?: number; fatal?: boolean; skip?: string } = {}) =>
-      test.skipIf(!!opts.skip)(
-        opts.skip ? `${name} (skipped: ${opts.skip})` : name,
-        async () => {
-          if (notRun) throw new Error(`Not run: ${notRun}`);
-          const t0 = performance.now();
-          // Counted before and cleared after, so a case bun abandons at its timeout also counts as failed.
-          failed++;
-          if (opts.fatal) notRun = `"${name}" did not finish`;
-          try {
-            await fn();
-            failed--;
-            if (opts.fatal) notRun = undefined;
-          } finally {
-            timings.push([name, performance.now() - t0]);
-          }
-        },
-        opts.timeoutMs ?? 120_000,
-      );
-
-    let logsKept = false;
-    /** Copy the logs out of the instance dir before stop() removes it, when something failed (or asked to). */
-    const keepLogsIf = (failures: number) => {
-      if (logsKept || !(failures > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1")) return;
-      logsKept = true;
-      console.error(`[e2e ${suite.name}] logs kept in ${env.keepLogs()}`);
-    };
-
     afterAll(async () => {
       if (!env) return;
-      keepLogsIf(failed);
+      steps.keepLogsIf(steps.failed, () => env.keepLogs());
       const report = await env.stop().catch((err: Error) => {
         console.error(`[e2e ${suite.name}] stop failed: ${err.message}`);
         return undefined;
       });
       if (report && _leftovers(report).length) console.error(`[e2e ${suite.name}] stop had to clean up: ${JSON.stringify(_leftovers(report))}`);
-      const total = timings.reduce((s, [, ms]) => s + ms, 0);
-      const rows = timings.map(([n, ms]) => `  ${(ms / 1000).toFixed(2).padStart(7)} s  ${n}`).join("\n");
-      console.log(`[e2e ${suite.name}] case wall times (total ${(total / 1000).toFixed(1)} s):\n${rows}`);
+      steps.printTimings();
     }, 120_000);
 
     step("starts containerd with the snapshotter registered and answering", async () => {
@@ -281,7 +250,7 @@ function runSuite(suite: Suite): void {
     }, { timeoutMs: 360_000 });
 
     step("stops containerd and the snapshotter with nothing left to kill or unmount", async () => {
-      keepLogsIf(failed - 1); // This case counts itself as failed until it passes.
+      steps.keepLogsIf(steps.failed - 1, () => env.keepLogs()); // This case counts itself as failed until it passes.
       const report = await env.stop();
       check(
         report.containerdExit?.forced === false && report.snapshotterExit?.forced !== true,

@@ -18,6 +18,7 @@ import { check, describeResult, mentions, printed, succeeded, waitFor } from "./
 import { parseSnapshots, PROXY_SNAPSHOTTER, strataLayerDirs } from "./containerd.ts";
 import { dockerd26MissingReason, dockerd26SkipReason, Dockerd26Env, processesInNamespace, type Dockerd26StopReport } from "./dockerd26.ts";
 import { skipUnlessAsked } from "./gate.ts";
+import { Steps } from "./steps.ts";
 import { mountsUnder, tarMembers } from "./host.ts";
 import { chainIds, makeManyLayerOciImage } from "./oci-image.ts";
 import { writeBuildContext } from "./scenario-helpers.ts";
@@ -42,10 +43,9 @@ const NAME = `dockerd 26.1 + containerd 1.7 (trixie chroot) on strata's snapshot
 
 describe(NAME, () => {
   let env: Dockerd26Env;
-  let notRun: string | undefined;
-  let failed = 0;
+  const steps = new Steps("dockerd26", skip);
+  const step = steps.add.bind(steps);
   let report: Dockerd26StopReport | undefined;
-  const timings: [string, number][] = [];
   const logs = () => env.logs();
   const docker = (...args: string[]) => env.dockerd.docker(...args);
   const runIn = (image: string, script: string) => docker("run", "--rm", "--network", "none", image, "sh", "-c", script);
@@ -54,44 +54,14 @@ describe(NAME, () => {
   const layersOf = async (image: string) =>
     chainIds(JSON.parse(succeeded(await docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image), logs)) as string[]);
 
-  /** One case: refuses to run after a fatal failure, times itself, counts failures (for keeping logs). */
-  const step = (name: string, fn: () => Promise<void>, opts: { timeoutMs?: number; fatal?: boolean; skip?: string } = {}) =>
-    test.skipIf(!!(skip ?? opts.skip))(
-      (skip ?? opts.skip) ? `${name} (skipped: ${skip ?? opts.skip})` : name,
-      async () => {
-        if (notRun) throw new Error(`Not run: ${notRun}`);
-        const t0 = performance.now();
-        // Counted before and cleared after, so a case bun abandons at its timeout also counts as failed.
-        failed++;
-        if (opts.fatal) notRun = `"${name}" did not finish`;
-        try {
-          await fn();
-          failed--;
-          if (opts.fatal) notRun = undefined;
-        } finally {
-          timings.push([name, performance.now() - t0]);
-        }
-      },
-      opts.timeoutMs ?? 120_000,
-    );
-
-  let logsKept = false;
-  const keepLogsIf = (failures: number) => {
-    if (logsKept || !(failures > 0 || process.env.STRATA_E2E_KEEP_LOGS === "1")) return;
-    logsKept = true;
-    console.error(`[e2e dockerd26] logs kept in ${env.keepLogs()}`);
-  };
-
   afterAll(async () => {
     if (!env) return;
-    keepLogsIf(failed);
+    steps.keepLogsIf(steps.failed, () => env.keepLogs());
     report ??= await env.stop().catch((err: Error) => {
       console.error(`[e2e dockerd26] stop failed: ${err.message}`);
       return undefined;
     });
-    const total = timings.reduce((s, [, ms]) => s + ms, 0);
-    const rows = timings.map(([n, ms]) => `  ${(ms / 1000).toFixed(2).padStart(7)} s  ${n}`).join("\n");
-    console.log(`[e2e dockerd26] case wall times (total ${(total / 1000).toFixed(1)} s):\n${rows}`);
+    steps.printTimings();
   }, 180_000);
 
   step("starts strata, containerd 1.7 and dockerd 26.1 on the containerd image store with strata as its snapshotter", async () => {
@@ -313,7 +283,7 @@ describe(NAME, () => {
   step("stops dockerd, containerd and strata and leaves no process, mount or namespace behind", async () => {
     const root = env.root;
     const inode = env.namespaceInode;
-    keepLogsIf(failed - 1); // this case counts itself until it ends
+    steps.keepLogsIf(steps.failed - 1, () => env.keepLogs()); // this case counts itself until it ends
     report = await env.stop();
     check(report.dockerdExit?.code === 0 && !report.dockerdExit.killed, "dockerd should exit 0 on SIGTERM", JSON.stringify(report.dockerdExit), logs);
     const c = report.containerd!;
