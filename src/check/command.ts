@@ -1,4 +1,25 @@
-/** `strata check` (stub while being written). */
+/** `strata check HOME [--repair] [--json]`: exit 0 when no problem is left, 1 when one is, 2 when refused. */
+import process from "node:process";
 import type { Sys } from "../sys/types.ts";
-export interface CheckCommand { home: string; repair: boolean; json: boolean; sys: Sys }
-export async function runCheck(_cmd: CheckCommand): Promise<number> { return 1; }
+import { CheckRefused, checkStore, formatReport } from "./run.ts";
+
+/** What `strata check` was asked for. */
+export interface CheckCommand {
+  home: string;
+  repair: boolean;
+  json: boolean;
+  sys: Sys;
+}
+
+/** Run the check and print its report; resolves to the exit code. */
+export async function runCheck(cmd: CheckCommand): Promise<number> {
+  try {
+    const report = await checkStore(cmd.home, { sys: cmd.sys, repair: cmd.repair });
+    process.stdout.write(cmd.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, cmd.repair));
+    return report.remaining === 0 ? 0 : 1;
+  } catch (err) {
+    if (cmd.json) process.stdout.write(JSON.stringify({ home: cmd.home, error: (err as Error).message }) + "\n");
+    process.stderr.write(`strata: ${(err as Error).message}\n`);
+    return err instanceof CheckRefused ? 2 : 1;
+  }
+}

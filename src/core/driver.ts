@@ -165,6 +165,11 @@ export function unregister(name: string): void {
   registry.delete(name);
 }
 
+/** How a store of `name` made before Home markers looks, if the driver said (`strata check` recognises such a store). */
+export function registeredLayout(name: string): StoreLayout | undefined {
+  return registry.get(name)?.layout;
+}
+
 /** The registered names, highest priority first. */
 export function registeredDrivers(): string[] {
   return [...registry.entries()].sort((a, b) => b[1].priority - a[1].priority).map(([n]) => n);
