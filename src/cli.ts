@@ -55,7 +55,7 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
     case "doctor":
       return await runDoctor({ ...cmd, sys: runtime.createSys(), runtime: runtime.name });
     case "check":
-      return await runCheck({ ...cmd, sys: runtime.createSys() });
+      return await runCheck({ ...cmd, sys: runtime.createSys(), openDatabase: runtime.openDatabase });
     case "serve":
       return await runServe({
         ...cmd, log: createLogger(cmd.level, undefined, cmd.logFormat), sys: runtime.createSys(), runtime: runtime.name, listenUnix: runtime.listenUnix, listenTcp: runtime.listenTcp,

@@ -16,7 +16,9 @@ import { MS } from "../src/sys/types.ts";
 import { TEST_DRIVERS, named, newDriver, sizeLimitsUnavailable } from "./helpers/drivers.ts";
 import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 import { PluginChild } from "./helpers/plugin-child.ts";
+import { SnapClient } from "./helpers/snapshot-client.ts";
 import { snapshot } from "./helpers/tree.ts";
+import { openDatabase } from "../src/store/sqlite/bun.ts";
 
 const sys = createSys();
 const BUN = path.resolve("node_modules/.bin/bun");
@@ -165,6 +167,46 @@ describe("strata check: vfs", () => {
     expect(strataCommand(["/usr/local/bin/strata", "check", "/h"])).toBe(null);
     expect(strataCommand(["/usr/bin/vim", "serve"])).toBe(null);
   });
+});
+
+describe("strata check: a snapshotter's store", () => {
+  test("compares the records with the layers, read-only; refused while the snapshotter runs", async () => {
+    const snapRoot = path.join(root, "snap");
+    const socket = path.join(root, "snap.sock");
+    const proc = Bun.spawn([BUN, "src/main.bun.ts", "snapshotter", "--driver", "vfs", "--socket", socket, "--root", snapRoot], { stderr: "pipe" });
+    const client = new SnapClient(socket);
+    try {
+      for (let i = 0; i < 200 && !fs.existsSync(socket); i++) await Bun.sleep(25);
+      await client.prepare("ns/1/a");
+      await client.commit("ns/1/base", "ns/1/a");
+      await client.prepare("ns/1/b", "ns/1/base");
+      await client.prepare("ns/1/c", "ns/1/base");
+      const live = run(["check", path.join(snapRoot, "vfs")]);
+      expect(live.code).toBe(2);
+      expect(live.err).toMatch(/strata snapshotter \(pid \d+\) is serving it/);
+    } finally {
+      client.close();
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const vfsHome = path.join(snapRoot, "vfs");
+    expect(run(["check", vfsHome]).code).toBe(0);
+    // Layer 3 (ns/1/c) deleted behind the snapshotter's back, a layer no record names added.
+    fs.rmSync(path.join(vfsHome, "dir/3"), { recursive: true });
+    fs.rmSync(path.join(vfsHome, "meta/3"));
+    fs.mkdirSync(path.join(vfsHome, "dir/99"));
+    const dbBefore = fs.readFileSync(path.join(snapRoot, "vfs.db"));
+    const report = await checkStore(vfsHome, { sys, repair: true, servers: [], openDatabase });
+    expect(kinds(report)).toEqual([
+      "note layer-without-record dir/99",
+      "problem layer-without-snapshot dir/99",
+      "problem snapshot-without-layer ../vfs.db",
+    ]);
+    expect(report.findings.find((f) => f.kind === "snapshot-without-layer")!.message).toBe('snapshot "ns/1/c" is recorded but its layer 3 is missing: containerd will fail to mount it');
+    expect(report.remaining).toBe(2);
+    expect(fs.existsSync(path.join(vfsHome, "dir/99"))).toBe(true);
+    expect(fs.readFileSync(path.join(snapRoot, "vfs.db")).equals(dbBefore)).toBe(true);
+  }, 30_000);
 });
 
 describe("strata check: overlay", () => {

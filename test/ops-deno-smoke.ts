@@ -1,7 +1,7 @@
 /**
  * Smoke test of the operator tools on the Deno entry (`src/main.deno.ts`): doctor's --json and exit
  * status, serve and snapshotter with --metrics on a unix socket and a loopback TCP port, scraped
- * after real calls, and --log-format json. bun:test cannot run Deno, so this runs alone:
+ * after real calls, --log-format json, and check / check --repair on a store serve left. bun:test cannot run Deno, so this runs alone:
  * `node_modules/.bin/deno run -A test/ops-deno-smoke.ts` (as root, from the repo root); prints
  * "N passed, N failed" and exits non-zero on any failure.
  */
@@ -106,6 +106,20 @@ try {
       check(`serve ${kind}: stops with 0`, (await s.child.status).code === 0);
     }
   }
+
+  // check on the Deno entry: the store serve left, clean, then with a dangling record repaired.
+  const checkCli = async (...args: string[]) => {
+    const o = await new Deno.Command(DENO, { args: ["run", "-A", "src/main.deno.ts", "check", ...args], stdout: "piped", stderr: "piped" }).output();
+    return { code: o.code, out: new TextDecoder().decode(o.stdout) };
+  };
+  const home = path.join(root, "home-unix");
+  const clean = await checkCli(home, "--json");
+  check("check: a clean store exits 0", clean.code === 0 && JSON.parse(clean.out).driver === "vfs", clean.out);
+  fs.writeFileSync(path.join(home, "meta", "ghost"), '{"parent":""}\n');
+  const damaged = await checkCli(home, "--json");
+  check("check: a record without its layer exits 1", damaged.code === 1 && JSON.parse(damaged.out).findings[0]?.kind === "record-without-layer", damaged.out);
+  const repaired = await checkCli(home, "--repair");
+  check("check --repair removes it", repaired.code === 0 && !fs.existsSync(path.join(home, "meta", "ghost")), repaired.out);
 
   const snap = await start(["snapshotter", "--driver", "vfs", "--socket", path.join(root, "snap.sock"), "--root", path.join(root, "snap"), "--metrics", "127.0.0.1:0", "--log-format", "json"]);
   try {

@@ -53,6 +53,19 @@ async function _imageMounts(sys: Sys, file: string): Promise<string | null> {
   }
 }
 
+/** The layers of an overlay Home: directories with their link file, and size-limited layers by their image. */
+export async function overlayLayerIds(home: string): Promise<Array<{ id: string; path: string }>> {
+  const ids = new Set<string>();
+  for (const name of await _names(home)) {
+    if (LAYER_ID_PATTERN.test(name) && _kind(path.join(home, name)) === "dir" && _kind(path.join(home, name, LINK_FILE)) === "file") ids.add(name);
+  }
+  for (const name of await _names(path.join(home, QUOTA_DIR))) {
+    const id = name.endsWith(IMAGE_SUFFIX) ? name.slice(0, -IMAGE_SUFFIX.length) : "";
+    if (LAYER_ID_PATTERN.test(id) && _kind(path.join(home, QUOTA_DIR, name)) === "file") ids.add(id);
+  }
+  return [...ids].map((id) => ({ id, path: path.join(home, id) }));
+}
+
 /**
  * Check an overlay Home; nothing is written (repairs are returned, not run) apart from the
  * read-only test mounts of images, made and undone outside Home.

@@ -25,6 +25,12 @@ function _kind(p: string): "dir" | "file" | "symlink" | "other" | "missing" {
 
 const _names = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);
 
+/** The layers of a vfs Home: the real directories in `dir/` named like layer IDs. */
+export async function vfsLayerIds(home: string): Promise<Array<{ id: string; path: string }>> {
+  const layers = path.join(home, LAYERS_DIR);
+  return (await _names(layers)).filter((n) => LAYER_ID_PATTERN.test(n) && _kind(path.join(layers, n)) === "dir").map((id) => ({ id, path: path.join(layers, id) }));
+}
+
 /**
  * Check a vfs Home; nothing is written (repairs are returned, not run).
  * @example

@@ -1,5 +1,6 @@
 /** `strata check HOME [--repair] [--json]`: exit 0 when no problem is left, 1 when one is, 2 when refused. */
 import process from "node:process";
+import type { OpenDatabase } from "../store/sqlite/types.ts";
 import type { Sys } from "../sys/types.ts";
 import { CheckRefused, checkStore, formatReport } from "./run.ts";
 
@@ -9,12 +10,14 @@ export interface CheckCommand {
   repair: boolean;
   json: boolean;
   sys: Sys;
+  /** Opens the snapshotter's records (read-only) when the store is a snapshotter's. */
+  openDatabase?: OpenDatabase;
 }
 
 /** Run the check and print its report; resolves to the exit code. */
 export async function runCheck(cmd: CheckCommand): Promise<number> {
   try {
-    const report = await checkStore(cmd.home, { sys: cmd.sys, repair: cmd.repair });
+    const report = await checkStore(cmd.home, { sys: cmd.sys, repair: cmd.repair, openDatabase: cmd.openDatabase });
     process.stdout.write(cmd.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, cmd.repair));
     return report.remaining === 0 ? 0 : 1;
   } catch (err) {

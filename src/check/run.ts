@@ -8,7 +8,9 @@ import { registeredDrivers, registeredLayout } from "../core/driver.ts";
 import { StrataError } from "../core/errors.ts";
 import { readMountInfo } from "../mount/mountinfo.ts";
 import { MARKER_FILE, inspectHome, looksLike } from "../store/home.ts";
+import type { OpenDatabase } from "../store/sqlite/types.ts";
 import type { Sys } from "../sys/types.ts";
+import { checkSnapshotRecords, recordsFileOf } from "./snapshot-records.ts";
 import { type LiveServer, servingProcess } from "./live.ts";
 import { type Finding, storeCheckFor } from "./types.ts";
 
@@ -70,15 +72,22 @@ export async function storeDriver(home: string): Promise<string> {
  * const report = await checkStore("/var/lib/docker/strata", { sys, repair: false });
  * report.remaining; // problems a person must look at
  */
-export async function checkStore(home: string, opts: { sys: Sys; repair: boolean; servers?: LiveServer[] }): Promise<CheckReport> {
+export async function checkStore(
+  home: string, opts: { sys: Sys; repair: boolean; servers?: LiveServer[]; openDatabase?: OpenDatabase },
+): Promise<CheckReport> {
   const driver = await storeDriver(home);
   const live = servingProcess(home, opts.servers);
   if (live !== null) {
     throw new CheckRefused(`Cannot check "${home}": strata ${live.command} (pid ${live.pid}) is serving it; stop it first (a check must not race a live store)`);
   }
-  const check = storeCheckFor(driver);
-  if (check === undefined) throw new CheckRefused(`Cannot check "${home}": the ${driver} driver has no store check`);
-  const findings = await check({ home, realHome: await fs.realpath(home), sys: opts.sys, mounts: await readMountInfo() });
+  const checker = storeCheckFor(driver);
+  if (checker === undefined) throw new CheckRefused(`Cannot check "${home}": the ${driver} driver has no store check`);
+  const findings = await checker.check({ home, realHome: await fs.realpath(home), sys: opts.sys, mounts: await readMountInfo() });
+  // Under the snapshotter the Home sits beside its records: compare them too.
+  const records = recordsFileOf(home, driver);
+  if (records !== null && opts.openDatabase && (await fs.stat(records).catch(() => null))?.isFile()) {
+    findings.push(...(await checkSnapshotRecords(home, records, opts.openDatabase, checker.layerIds)));
+  }
   const out: ReportedFinding[] = [];
   for (const f of findings) {
     const r: ReportedFinding = { severity: f.severity, kind: f.kind, path: f.path, message: f.message, repairable: f.repair !== undefined };

@@ -39,19 +39,28 @@ export interface CheckContext {
 /** A driver's store check. */
 export type StoreCheck = (ctx: CheckContext) => Promise<Finding[]>;
 
-const _checks = new Map<string, StoreCheck>();
+/** The layers a Home holds, read from disk without the driver (the snapshotter's records are compared with them). */
+export type LayerLister = (home: string) => Promise<Array<{ id: string; path: string }>>;
+
+/** What a driver registers for `strata check`. */
+export interface StoreChecker {
+  check: StoreCheck;
+  layerIds: LayerLister;
+}
+
+const _checks = new Map<string, StoreChecker>();
 
 /**
  * Make `driver`'s store check available to `strata check` (each driver's mod.ts registers its own).
  * @example
- * registerStoreCheck("vfs", checkVfsStore);
+ * registerStoreCheck("vfs", checkVfsStore, vfsLayerIds);
  */
-export function registerStoreCheck(driver: string, check: StoreCheck): void {
-  _checks.set(driver, check);
+export function registerStoreCheck(driver: string, check: StoreCheck, layerIds: LayerLister): void {
+  _checks.set(driver, { check, layerIds });
 }
 
-/** The store check of `driver`, or undefined when it has none. */
-export function storeCheckFor(driver: string): StoreCheck | undefined {
+/** The store checker of `driver`, or undefined when it has none. */
+export function storeCheckFor(driver: string): StoreChecker | undefined {
   return _checks.get(driver);
 }
 
