@@ -11,6 +11,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { type CheckContext, type Finding, finding } from "../../src/check/types.ts";
+import { hasCode } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { unmount } from "../../src/mount/mounter.ts";
 import { mountsUnder } from "../../src/mount/mountinfo.ts";
@@ -31,6 +32,9 @@ function _kind(p: string): _Kind {
 
 const _names = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);
 
+/** Raised when this process may not attach loop devices or mount: the image was not tried. */
+class _CannotTry extends Error {}
+
 /** Whether the image `file` mounts, and holds a layer (its `link` file): tried read-only, without journal replay, outside Home. */
 async function _imageMounts(sys: Sys, file: string): Promise<string | null> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "strata-check-image-"));
@@ -47,6 +51,7 @@ async function _imageMounts(sys: Sys, file: string): Promise<string | null> {
       unmount(sys, dir);
     }
   } catch (err) {
+    if (hasCode(err, "EPERM", "EACCES")) throw new _CannotTry((err as Error).message);
     return (err as Error).message;
   } finally {
     await fs.rmdir(dir).catch(() => {});
@@ -104,7 +109,14 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
     }
     images.add(id);
     if (mountPoints.has(real(id))) continue;
-    const problem = await _imageMounts(sys, p);
+    let problem: string | null;
+    try {
+      problem = await _imageMounts(sys, p);
+    } catch (err) {
+      if (!(err instanceof _CannotTry)) throw err;
+      out.push(finding("note", "image-not-tried", p, `layer "${id}"'s image is not mounted and could not be test-mounted here (${err.message}): run check as root`));
+      continue;
+    }
     if (problem === null) {
       out.push(finding("note", "image-not-mounted", p, `layer "${id}"'s image is sound but not mounted: strata mounts it at its next start`));
     } else {

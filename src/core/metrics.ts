@@ -42,6 +42,8 @@ interface _Family {
 export class Metrics {
   #families = new Map<string, _Family>();
   #collectors: Collector[] = [];
+  /** Each histogram's bucket bounds, as first observed. */
+  #bounds = new Map<string, readonly number[]>();
 
   /** Add `by` to counter `name` (created with `help` on first use). */
   count(name: string, help: string, labels: Labels, by = 1): void {
@@ -58,7 +60,6 @@ export class Metrics {
     for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]) s.buckets[i] += 1;
     this.#bounds.set(name, buckets);
   }
-  #bounds = new Map<string, readonly number[]>();
 
   /**
    * One finished call of a front end: `outcome` is "ok" or the error's kind ("not-found", "busy",
