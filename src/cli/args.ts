@@ -82,7 +82,7 @@ doctor: checks what this host offers strata (kernel, overlay, d_type, size limit
   --root          where the store would be (its filesystem is probed beside it); default ${DOCTOR_DEFAULTS.root}
   --docker-socket the daemon asked for its version; default ${DOCTOR_DEFAULTS.dockerSocket}
 
-check: offline consistency check of a driver's store (a Home, or a snapshotter --root); exit 1 when
+check: offline consistency check of a driver's store (a Home, or a snapshotter's ROOT/DRIVER); exit 1 when
   problems remain; refuses a store a running strata serves
   --repair      fix what is safe to fix (temp entries, dangling links, records of missing layers…) and say what
 
