@@ -227,6 +227,8 @@ describe("strata check: overlay", () => {
     fs.mkdirSync(path.join(home, ".tmp/rm-q-1-2/merged"), { recursive: true });
     sys.mount("tmpfs", path.join(home, ".tmp/rm-q-1-2/merged"), "tmpfs", 0, "size=1m");
     fs.writeFileSync(path.join(home, ".tmp/mine"), "");
+    fs.mkdirSync(path.join(home, ".tmp/other"));
+    sys.mount("tmpfs", path.join(home, ".tmp/other"), "tmpfs", 0, "size=1m");
     // An empty layer directory, one that holds files but no link, and a mount left on a non-layer.
     fs.mkdirSync(path.join(home, "emptyone"));
     fs.mkdirSync(path.join(home, "half/diff"), { recursive: true });
@@ -245,6 +247,8 @@ describe("strata check: overlay", () => {
       "problem dangling-link .l/AAAAAAAAAAAAAAAAAAAAAAAAAA",
       "problem empty-layer-dir emptyone",
       "problem foreign-entry .tmp/mine",
+      "problem foreign-entry .tmp/other",
+      "problem foreign-mount .tmp/other",
       "problem foreign-mount base/diff/sub",
       "problem incomplete-layer half",
       "problem missing-link .l/" + midLink,
@@ -253,7 +257,7 @@ describe("strata check: overlay", () => {
       "problem temp-entry .tmp/new-z-1-1",
       "problem temp-entry .tmp/rm-q-1-2",
     ]);
-    expect(found).toMatchObject({ driver: "overlay", problems: 10, remaining: 10 });
+    expect(found).toMatchObject({ driver: "overlay", problems: 12, remaining: 12 });
 
     const repaired = await checkStore(home, { sys, repair: true, servers: [] });
     expect(repaired.findings.filter((f) => f.repaired).map((f) => `${f.kind}: ${f.repaired}`).sort()).toEqual([
@@ -264,13 +268,15 @@ describe("strata check: overlay", () => {
       "temp-entry: removed it",
       "temp-entry: unmounted 1 mount and removed it",
     ]);
-    expect(repaired).toMatchObject({ problems: 10, repaired: 6, remaining: 4 });
+    expect(repaired).toMatchObject({ problems: 12, repaired: 6, remaining: 6 });
     expect(fs.readFileSync(path.join(home, "half/diff/precious"), "utf8")).toBe("keep me");
     expect(fs.existsSync(path.join(home, ".tmp/mine"))).toBe(true);
-    expect(mountsBelow(home).map((m) => path.relative(fs.realpathSync(home), m.mountPoint)).sort()).toEqual(["base/diff/sub", "top/merged"]);
+    expect(mountsBelow(home).map((m) => path.relative(fs.realpathSync(home), m.mountPoint)).sort()).toEqual([".tmp/other", "base/diff/sub", "top/merged"]);
     expect(kinds(await checkStore(home, { sys, repair: false, servers: [] }))).toEqual([
       "note layer-mounted top/merged",
       "problem foreign-entry .tmp/mine",
+      "problem foreign-entry .tmp/other",
+      "problem foreign-mount .tmp/other",
       "problem foreign-mount base/diff/sub",
       "problem incomplete-layer half",
       "problem missing-parent c2",

@@ -247,7 +247,8 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
   // Mounts under Home: a layer's merged/ (a container may still run on it) and images on <id>/ are expected.
   for (const m of mountsUnder(ctx.mounts, ctx.realHome)) {
     const [first, second, ...rest] = path.relative(ctx.realHome, m.mountPoint).split(path.sep);
-    if (first === TMP_DIR) continue;
+    // Mounts inside strata's own temp entries go with them (temp-entry above); any other is reported below.
+    if (first === TMP_DIR && second !== undefined && prefixes.some((pre) => second.startsWith(pre))) continue;
     if (second === undefined && images.has(first)) continue;
     if (second === MERGED_DIR && rest.length === 0 && LAYER_ID_PATTERN.test(first)) {
       if (exists(first)) {
