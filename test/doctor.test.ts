@@ -2,11 +2,8 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initOverlay, OVERLAY_LAYOUT } from "../drivers/overlay/driver.ts";
-import { OVERLAY_PRIORITY } from "../drivers/overlay/mod.ts";
-import { initVfs, VFS_LAYOUT } from "../drivers/vfs/driver.ts";
-import { VFS_PRIORITY } from "../drivers/vfs/mod.ts";
-import { register, unregister } from "../src/core/driver.ts";
+import "../src/drivers.ts";
+import { register, registeredDrivers, registrationOf, unregister } from "../src/core/driver.ts";
 import { doctor, formatDoctor, runDoctor } from "../src/doctor/command.ts";
 import { kernelVersion } from "../src/doctor/checks.ts";
 import { frontEndFor } from "../src/doctor/docker.ts";
@@ -63,7 +60,7 @@ describe("strata doctor", () => {
     const by = Object.fromEntries(report.checks.map((c) => [c.name, c]));
     expect(report.checks.map((c) => c.name)).toEqual([
       "kernel", "backing-fs", "d_type", "overlay", ...(overlaySkip ? [] : ["overlay-diff"]), "size-limits", "erofs",
-      ...(by["erofs-file"] ? ["erofs-file"] : []), "btrfs", "userns", "driver overlay", "driver vfs", "driver auto", "docker",
+      ...(by["erofs-file"] ? ["erofs-file"] : []), "btrfs", "userns", ...registeredDrivers().map((d) => `driver ${d}`), "driver auto", "docker",
     ]);
     for (const c of report.checks) expect(["ok", "warn", "fail", "info"]).toContain(c.status);
     expect(by.kernel.detail).toStartWith(os.release());
@@ -110,8 +107,8 @@ describe("strata doctor", () => {
   }, 60_000);
 
   test("exits 1 when no driver can initialise", async () => {
-    unregister("overlay");
-    unregister("vfs");
+    const saved = registeredDrivers().map((name) => [name, registrationOf(name)!] as const);
+    for (const [name] of saved) unregister(name);
     try {
       const report = await doctor({ root: path.join(root, "s"), dockerSocket: path.join(root, "none.sock"), sys, runtime: "bun" });
       expect(report.ok).toBe(false);
@@ -125,8 +122,7 @@ describe("strata doctor", () => {
         process.stdout.write = out;
       }
     } finally {
-      register("overlay", initOverlay, OVERLAY_PRIORITY, OVERLAY_LAYOUT);
-      register("vfs", initVfs, VFS_PRIORITY, VFS_LAYOUT);
+      for (const [name, r] of saved) register(name, r.init, r.priority, r.layout);
     }
   });
 

@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { registeredDrivers, registeredLayout } from "../core/driver.ts";
+import { registeredDrivers, registrationOf } from "../core/driver.ts";
 import { StrataError } from "../core/errors.ts";
 import { readMountInfo } from "../mount/mountinfo.ts";
 import { MARKER_FILE, inspectHome, looksLike } from "../store/home.ts";
@@ -59,7 +59,7 @@ export async function storeDriver(home: string): Promise<string> {
     throw new CheckRefused(`Cannot check "${home}": it is a snapshotter root; check its driver's store: ${rootOf.map((d) => path.join(home, d)).join(", ")}`);
   }
   const laidOut = registeredDrivers().find((d) => {
-    const layout = registeredLayout(d);
+    const layout = registrationOf(d)?.layout;
     return layout !== undefined && looksLike(state, layout);
   });
   if (laidOut !== undefined) return laidOut;
