@@ -34,9 +34,9 @@ export const LAYERS_DIR = "dir";
 /** Where layers are built and deleted, under Home; emptied at start. */
 export const TMP_DIR = "tmp";
 /** A finished ApplyDiff waiting to be swapped in, as the previous version named it: `tmp/ready-<id>`. */
-const READY_PREFIX = "ready-";
+export const READY_PREFIX = "ready-";
 /** A finished ApplyDiff waiting to be swapped in: `tmp/done-<…>/<id>` (the ID may fill a whole name). */
-const DONE_PREFIX = "done-";
+export const DONE_PREFIX = "done-";
 
 /** How a vfs store made before Home markers looks (`meta/` came later than the other two). */
 export const VFS_LAYOUT: StoreLayout = { required: [LAYERS_DIR, TMP_DIR], optional: [META_DIR] };
