@@ -15,6 +15,7 @@ import { hasCode } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { unmount } from "../../src/mount/mounter.ts";
 import { mountsUnder } from "../../src/mount/mountinfo.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { MS, type Sys } from "../../src/sys/types.ts";
 import { TMP_PREFIX } from "./layers.ts";
 import {
@@ -162,7 +163,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
     const nestedTmp = path.join(p, TMP_DIR);
     for (const t of await _names(nestedTmp)) {
       out.push(finding("problem", "temp-entry", path.join(nestedTmp, t), "a half-made entry a crash left in the layer's own temp dir", async () => {
-        await fs.rm(path.join(nestedTmp, t), { recursive: true, force: true });
+        await removeBeneath(sys, nestedTmp, t);
         return "removed it";
       }));
     }
@@ -239,7 +240,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
     if (mountPoints.has(real(TMP_DIR, name))) inside.push(real(TMP_DIR, name));
     out.push(finding("problem", "temp-entry", p, `a half-made or half-removed entry a crash left in .tmp/${inside.length ? " (mounted)" : ""}`, async () => {
       for (const m of inside) unmount(sys, m);
-      await fs.rm(p, { recursive: true, force: true });
+      await removeBeneath(sys, tmpDir, name);
       return inside.length ? `unmounted ${inside.length} mount${inside.length === 1 ? "" : "s"} and removed it` : "removed it";
     }));
   }

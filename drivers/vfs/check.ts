@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { type CheckContext, type Finding, finding } from "../../src/check/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { mountsUnder } from "../../src/mount/mountinfo.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { DONE_PREFIX, LAYERS_DIR, READY_PREFIX, TMP_DIR } from "./driver.ts";
 import { META_DIR } from "./parents.ts";
 
@@ -74,14 +75,14 @@ export async function checkVfsStore(ctx: CheckContext): Promise<Finding[]> {
     if (finished !== undefined) {
       out.push(finding("problem", "unfinished-apply", path.join(p, finished), `an ApplyDiff of layer "${finished}" finished but was not swapped in: the layer is missing`, async () => {
         await fs.rename(path.join(p, finished), path.join(layers, finished));
-        await fs.rm(p, { recursive: true, force: true });
+        await removeBeneath(ctx.sys, tmp, name);
         return `moved it into place as dir/${finished}`;
       }));
       restored.add(finished);
       continue;
     }
     out.push(finding("problem", "temp-entry", p, "a half-made or half-removed entry a crash left in tmp/", async () => {
-      await fs.rm(p, { recursive: true, force: true });
+      await removeBeneath(ctx.sys, tmp, name);
       return "removed it";
     }));
   }
