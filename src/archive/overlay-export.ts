@@ -78,7 +78,14 @@ async function _exportTree(entries: EntryWriter, tree: Tree, sys: Sys): Promise<
     }
     const header = await entries.write(rel, st);
     if (header?.type !== "directory") continue;
-    const opaque = sys.lgetxattr(tree.at(rel), OVERLAY_OPAQUE_XATTR);
+    let opaque: Uint8Array | null;
+    try {
+      opaque = sys.lgetxattr(tree.at(rel), OVERLAY_OPAQUE_XATTR);
+    } catch (err) {
+      // Removed since it was written (a running container): nothing hides below it any more.
+      if (!isGone(err)) throw err;
+      opaque = null;
+    }
     // As moby writes it: the directory's permissions and owner, no time.
     if (opaque !== null && opaque.length === 1 && opaque[0] === 0x79) {
       await entries.marker(`${rel}/${WHITEOUT_OPAQUE}`, header.mode & 0o777, header.uid, header.gid);
