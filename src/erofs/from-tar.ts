@@ -12,7 +12,6 @@ import { toHost } from "../archive/_id-map.ts";
 import { readTar, type TarLimits } from "../archive/tar-reader.ts";
 import type { TarHeader } from "../archive/tar-types.ts";
 import { isOverlayXattr, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "../archive/whiteouts.ts";
-import { BLOCK_SIZE } from "./format.ts";
 import type { ImageNode, NodeType } from "./image-tree.ts";
 import { ErofsWriter, type ErofsWriterOptions, type ImageStats, newNode } from "./image-writer.ts";
 import { encodeXattrs } from "./_xattrs.ts";
@@ -166,7 +165,6 @@ function _setMeta(
   }
   const encoded = encodeXattrs(xattrs);
   if (typeof encoded === "string") throw refuse(encoded);
-  if (encoded.body.byteLength > BLOCK_SIZE * 16) throw refuse(`xattrs of ${encoded.body.byteLength} bytes`);
   node.xattrs = xattrs;
 }
 

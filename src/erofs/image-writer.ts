@@ -66,7 +66,8 @@ export class ErofsWriter {
   async writeData(node: ImageNode, size: number, body: AsyncIterable<Uint8Array>): Promise<void> {
     const whole = size - (size % BLOCK_SIZE);
     node.size = size;
-    node.blkaddr = whole > 0 ? this.#sink.block : 0;
+    // Data starts block-aligned: whole blocks, or a tail that will not be inlined.
+    node.blkaddr = this.#sink.block;
     let written = 0;
     let tailFill = 0;
     for await (const chunk of body) {
@@ -86,8 +87,10 @@ export class ErofsWriter {
     if (written + tailFill !== size) throw new StrataError(`File content ended at ${written + tailFill} of ${size} bytes`);
     if (tailFill === 0) {
       node.tail = null;
+      if (size === 0) node.blkaddr = 0;
     } else if (ErofsWriter.canInline(node, tailFill)) {
       node.tail = { spool: this.#spool.append(this.#tail.subarray(0, tailFill)) };
+      if (whole === 0) node.blkaddr = 0;
     } else {
       await this.#sink.write(this.#tail.subarray(0, tailFill));
       await this.#sink.padToBlock();
