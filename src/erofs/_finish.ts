@@ -41,6 +41,8 @@ export interface ImageStats {
 
 /** Partly filled metadata blocks first-fit looks into. */
 const OPEN_BLOCKS = 8;
+/** `sizeof(struct erofs_xattr_ibody_header)`. */
+const XATTR_HEADER = 12;
 /** Metadata is written in chunks of this size. */
 const META_CHUNK = 1 << 20;
 
@@ -92,7 +94,12 @@ export async function finishImage(root: ImageNode, sink: ImageSink, spool: TailS
     lateBlk += p.late;
   }
   const metaBlk = lateBlk;
-  const metaBlocks = _place(plans);
+  let metaBlocks = _place(plans);
+  // fsck.erofs 1.5 reads an xattr header's 12 bytes after every inode, with xattrs or not: an
+  // image ending right after an inode would fail its check, so give that case a block more.
+  let end = 0;
+  for (const p of plans) end = Math.max(end, p.offset + _itemSize(p));
+  if (end + XATTR_HEADER > metaBlocks * BLOCK_SIZE) metaBlocks++;
   const nidOf = (i: number) => plans[i].offset / INODE_SLOT;
   if (nidOf(0) > 0xffff) throw new StrataError("The root inode of an image lies beyond nid 65535");
   if (metaBlk + metaBlocks > 0xffffffff) throw new StrataError("An image cannot hold more than 2^32 blocks");
