@@ -12,7 +12,7 @@ import { toHost } from "../archive/_id-map.ts";
 import { readTar, type TarLimits } from "../archive/tar-reader.ts";
 import type { TarHeader } from "../archive/tar-types.ts";
 import { isOverlayXattr, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "../archive/whiteouts.ts";
-import type { ImageNode, NodeType } from "./image-tree.ts";
+import type { ImageNode, NodeInit, NodeType } from "./image-tree.ts";
 import { ErofsWriter, type ErofsWriterOptions, type ImageStats, newNode } from "./image-writer.ts";
 import { encodeXattrs } from "./_xattrs.ts";
 
@@ -34,6 +34,13 @@ export interface FromTarOptions extends ErofsWriterOptions {
   limits?: TarLimits;
   /** fsync the image before returning. */
   sync?: boolean;
+  /**
+   * The root's attributes (host ids) when the tar does not list "./": a layer's root looks like its
+   * parent's, as the directory drivers copy it. Default: 0755, the mapped root, the build time.
+   */
+  root?: NodeInit;
+  /** Called after each entry with the count so far (fault injection). */
+  onEntry?: (entries: number) => void;
 }
 
 /** What `writeImageFromTar` reports. */
@@ -54,12 +61,15 @@ const _utf8 = new TextEncoder();
 export async function writeImageFromTar(tar: ReadableStream<Uint8Array>, path: string, opts: FromTarOptions = {}): Promise<FromTarResult> {
   const ids = (uid: number, gid: number) => ({ uid: toHost(opts.uidMaps, uid, "UID"), gid: toHost(opts.gidMaps, gid, "GID") });
   const rootIds = ids(0, 0);
-  const writer = await ErofsWriter.create(path, newNode("dir", { mode: IMPLIED_DIR_MODE, ...rootIds, mtime: null }), opts);
+  const rootInit = opts.root ? { ...opts.root, xattrs: new Map(opts.root.xattrs) } : { mode: IMPLIED_DIR_MODE, ...rootIds, mtime: null };
+  const writer = await ErofsWriter.create(path, newNode("dir", rootInit), opts);
   const tree = writer.tree;
   const implied = () => newNode("dir", { mode: IMPLIED_DIR_MODE, ...rootIds, mtime: null });
   let tarSize = 0;
+  let entries = 0;
   try {
     for await (const entry of readTar(tar, opts.limits)) {
+      opts.onEntry?.(entries++);
       const h = entry.header;
       tarSize += h.size;
       const rel = cleanEntryName(h.name, h.name);
