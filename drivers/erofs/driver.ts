@@ -105,18 +105,13 @@ class ErofsDriver implements Driver {
     this.#naive = withNaiveDiff(proto);
   }
 
-  /** After a crash or restart: no mount of ours survives, temp files go, the parent index is rebuilt. */
+  /**
+   * Take over what a previous process left. A container's view (an overlay on `<id>/merged` of a
+   * read-write layer) stays mounted with one reference, since the daemon will not Get it again,
+   * and so do the images it stands on; every other mount under Home goes. Then temp files go and
+   * the parent index is rebuilt.
+   */
   async recover(): Promise<void> {
-    const home = await fs.realpath(this.#layout.home);
-    const stale = mountsUnder(await readMountInfo(), home).sort((a, b) => b.mountPoint.length - a.mountPoint.length);
-    for (const m of stale) {
-      unmount(this.sys, m.mountPoint);
-      await fs.rmdir(m.mountPoint).catch(() => {});
-    }
-    if (stale.length) this.#log.info("unmounted stale mounts", { count: stale.length });
-    for (const name of await fs.readdir(this.#layout.tmpDir)) {
-      await fs.rm(path.join(this.#layout.tmpDir, name), { recursive: true, force: true });
-    }
     this.#parents.clear();
     for (const id of await this.layerIds()) {
       this.#parents.set(id, (await fs.readFile(this.#layout.of(id, PARENT_FILE), "utf8")).trim());
@@ -124,6 +119,36 @@ class ErofsDriver implements Driver {
       if (!(await this.#hasImage(id))) {
         for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
       }
+    }
+    const home = await fs.realpath(this.#layout.home);
+    const found = mountsUnder(await readMountInfo(), home);
+    const mountedImages = new Set<string>();
+    const keep = new Set<string>();
+    for (const m of found) {
+      const [id, leaf, ...rest] = path.relative(home, m.mountPoint).split(path.sep);
+      if (rest.length === 0 && leaf === IMAGE_DIR && m.fsType === "erofs" && LAYER_ID_PATTERN.test(id)) mountedImages.add(id);
+    }
+    for (const m of found) {
+      const [id, leaf, ...rest] = path.relative(home, m.mountPoint).split(path.sep);
+      if (rest.length || leaf !== MERGED_DIR || m.fsType !== "overlay" || !LAYER_ID_PATTERN.test(id) || this.#views.has(id)) continue;
+      if (!(await this.exists(id)) || !(await this.#isRw(id))) continue;
+      const plan = await this.#plan(id).catch(() => null);
+      const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
+      if (plan === null || images.some((i) => !mountedImages.has(i))) continue;
+      for (const image of images) this.#images.adopt(image);
+      for (const image of images) keep.add(this.#layout.of(image, IMAGE_DIR));
+      keep.add(m.mountPoint);
+      this.#views.set(id, { refs: 1, dir: m.mountPoint, mounted: true, images });
+    }
+    const stale = found.filter((m) => !keep.has(m.mountPoint)).sort((a, b) => b.mountPoint.length - a.mountPoint.length);
+    for (const m of stale) {
+      unmount(this.sys, m.mountPoint);
+      await fs.rmdir(m.mountPoint).catch(() => {});
+    }
+    if (this.#views.size) this.#log.info("adopted layer mounts", { count: this.#views.size });
+    if (stale.length) this.#log.info("unmounted stale mounts", { count: stale.length });
+    for (const name of await fs.readdir(this.#layout.tmpDir)) {
+      await fs.rm(path.join(this.#layout.tmpDir, name), { recursive: true, force: true });
     }
   }
 

@@ -97,6 +97,11 @@ export class ImageMounts {
     this.#refs.set(id, 1);
   }
 
+  /** Count one more reference on an image a previous process left mounted (restart adoption). */
+  adopt(id: string): void {
+    this.#refs.set(id, this.count(id) + 1);
+  }
+
   /** Drop a reference; unmount at zero. */
   async release(id: string, target: string): Promise<void> {
     const n = this.count(id);
