@@ -299,7 +299,9 @@ class ErofsDriver implements Driver {
     await this.#locks.run(id, async () => {
       await this.#mustExist(id, "commit");
       if (!(await this.#isRw(id))) return;
-      if (this.#views.has(id) || this.#pinned.has(id)) throw new BusyError(`Cannot commit layer "${id}": it is mounted`);
+      if (this.#views.has(id)) throw new BusyError(`Cannot commit layer "${id}": it is mounted`);
+      // The snapshotter's client has unmounted what Mounts gave it by now: its images may go too.
+      await this.#unpin(id);
       const staging = this.#staging.path("commit-", id);
       await fs.mkdir(staging, { mode: 0o700 });
       try {
