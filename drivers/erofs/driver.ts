@@ -6,7 +6,6 @@
  * layer on the chain, and unmounted with the last Put. Remove is a rename and an unlink; DiffSize
  * of an image layer is a number written at apply.
  */
-import { existsSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
@@ -28,18 +27,19 @@ import { mountSpec, unmount } from "../../src/mount/mounter.ts";
 import { mountsUnder, readMountInfo } from "../../src/mount/mountinfo.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
 import type { StoreLayout } from "../../src/store/home.ts";
-import { assertOwnDir, ownEntry } from "../../src/store/own.ts";
+import { assertOwnDir, notOwn, ownEntry } from "../../src/store/own.ts";
 import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { ImageMounts, probeImageMode } from "./image-mounts.ts";
-import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, MERGED_DIR, PARENT_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
+import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
+import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
 import { flatSpec, type Part, planView, type ViewPlan } from "./views.ts";
 import { applyRootAttrs, rootAttrs, streamFile } from "./_files.ts";
 import type { NodeInit } from "../../src/erofs/image-tree.ts";
 
 /** How an erofs store looks: its temp dir and layer directories. */
-export const EROFS_LAYOUT: StoreLayout = { required: [TMP_DIR], optional: [], extra: LAYER_ID_PATTERN };
+export const EROFS_LAYOUT: StoreLayout = { required: [TMP_DIR, LINK_DIR], optional: [], extra: LAYER_ID_PATTERN };
 
 /** overlayfs's limit on lower layers. */
 const MAX_LOWERS = 500;
@@ -116,9 +116,11 @@ class ErofsDriver implements Driver {
     for (const id of await this.layerIds()) {
       this.#parents.set(id, (await fs.readFile(this.#layout.of(id, PARENT_FILE), "utf8")).trim());
       // An apply cut short between its renames: the image is what counts, the rest goes with it.
-      if (!(await this.#hasImage(id))) {
-        for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
-      }
+      const applied = await this.#hasImage(id).catch((err) => {
+        this.#log.warn("a layer's image is not a file of ours: left alone", { id, err: String(err) });
+        return true;
+      });
+      if (!applied) for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
     }
     const home = await fs.realpath(this.#layout.home);
     const found = mountsUnder(await readMountInfo(), home);
@@ -131,7 +133,7 @@ class ErofsDriver implements Driver {
     for (const m of found) {
       const [id, leaf, ...rest] = path.relative(home, m.mountPoint).split(path.sep);
       if (rest.length || leaf !== MERGED_DIR || m.fsType !== "overlay" || !LAYER_ID_PATTERN.test(id) || this.#views.has(id)) continue;
-      if (!(await this.exists(id)) || !(await this.#isRw(id))) continue;
+      if (!(await this.exists(id)) || !(await this.#isRw(id).catch(() => false))) continue;
       const plan = await this.#plan(id).catch(() => null);
       const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
       if (plan === null || images.some((i) => !mountedImages.has(i))) continue;
@@ -240,6 +242,7 @@ class ErofsDriver implements Driver {
       }
       await this.#unpin(id);
       if (this.#images.count(id) > 0) await this.#images.drop(id, this.#layout.of(id, IMAGE_DIR));
+      await removeShortLinks(this.#layout.home, id, [IMAGE_DIR, DIFF_DIR]);
       const aside = await this.#staging.moveAside(dir, "rm-", id);
       this.#parents.delete(id);
       if (aside === null) return;
@@ -374,6 +377,10 @@ class ErofsDriver implements Driver {
         throw await refuse(new BusyError(`Cannot apply a diff to layer "${id}": it is mounted`));
       }
       if (await this.#isRw(id)) {
+        // Never through a planted symlink: the apply would write wherever it points.
+        await assertOwnDir(this.#layout.of(id, DIFF_DIR)).catch(async (err) => {
+          throw await refuse(err);
+        });
         return await applyLayer(this.#layout.of(id, DIFF_DIR), tar, { sys: this.sys, whiteouts: "overlay", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
       }
       const root = ownParent ? await this.#locks.run(ownParent, () => this.#rootOf(ownParent)) : undefined;
@@ -432,12 +439,20 @@ class ErofsDriver implements Driver {
     if (!(await this.exists(id))) throw new NotFoundError(`Cannot ${action} layer "${id}": it does not exist`);
   }
 
+  /** Whether the layer is read-write; a marker that is not our file (a planted symlink) is refused. */
   async #isRw(id: string): Promise<boolean> {
-    return existsSync(this.#layout.of(id, RW_FILE));
+    return await this.#ownFile(this.#layout.of(id, RW_FILE));
   }
 
+  /** Whether the layer has its image; an image that is not our file is refused, never mounted. */
   async #hasImage(id: string): Promise<boolean> {
-    return (await ownEntry(this.#layout.of(id, IMAGE_FILE), "file")) === "ok";
+    return await this.#ownFile(this.#layout.of(id, IMAGE_FILE));
+  }
+
+  async #ownFile(file: string): Promise<boolean> {
+    const own = await ownEntry(file, "file");
+    if (own === "foreign") throw await notOwn(file, "file");
+    return own === "ok";
   }
 
   /** `id` and its ancestors, nearest first. */
@@ -471,6 +486,19 @@ class ErofsDriver implements Driver {
     await assertOwnDir(diff);
     await assertOwnDir(this.#layout.of(id, WORK_DIR));
     return planView({ rw: { diff, work: this.#layout.of(id, WORK_DIR) }, parts: await this.#parts(this.#parents.parentOf(id)) });
+  }
+
+  /** The overlay spec of `plan`, in short form (links, paths relative to the layer's dir) when too long for fsconfig. */
+  async #fitted(id: string, plan: ViewPlan & { kind: "overlay" }): Promise<MountSpec> {
+    if (fitsFsconfig(plan.spec.options)) return plan.spec;
+    await assertOwnDir(this.#layout.linkDir);
+    const options: string[] = [];
+    for (const p of plan.parts) {
+      const owner = p.image ?? path.basename(path.dirname(p.dir));
+      options.push(`lowerdir+=${await ensureShortLink(this.#layout.home, owner, path.basename(p.dir))}`);
+    }
+    if (await this.#isRw(id)) options.push(`upperdir=${DIFF_DIR}`, `workdir=${WORK_DIR}`);
+    return { type: "overlay", source: "overlay", options, cwd: this.#layout.layer(id) };
   }
 
   /** Mount the images of `parts`; returns their IDs, for the release. */
@@ -515,7 +543,7 @@ class ErofsDriver implements Driver {
         await assertOwnDir(merged);
         if (plan.kind === "overlay") {
           await fs.chown(merged, this.#root.uid, this.#root.gid);
-          mountSpec(this.sys, plan.spec, merged, `layer "${id}"`);
+          mountSpec(this.sys, await this.#fitted(id, plan), merged, `layer "${id}"`);
           mounted = true;
         } else {
           await fs.chown(merged, this.#root.uid, this.#root.gid);
@@ -584,8 +612,10 @@ export async function initErofs(config: DriverConfig): Promise<Driver> {
   await assertOwnDir(config.home);
   const rootGid = rootPair(config.uidMaps, config.gidMaps).gid;
   if (rootGid !== 0) await fs.chown(config.home, process.getuid?.() ?? 0, rootGid);
-  await fs.mkdir(layout.tmpDir, { recursive: true, mode: 0o700 });
-  await assertOwnDir(layout.tmpDir);
+  for (const dir of [layout.tmpDir, layout.linkDir]) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await assertOwnDir(dir);
+  }
   // One empty image, mounted once: whether this kernel mounts EROFS files directly, and that mounting works at all.
   const probe = await fs.mkdtemp(path.join(layout.tmpDir, "check-"));
   let mode;

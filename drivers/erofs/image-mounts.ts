@@ -88,10 +88,12 @@ export class ImageMounts {
       this.#refs.set(id, n + 1);
       return;
     }
+    // The mount point is ours and made afresh: a symlink planted there goes, as a link (mount
+    // would follow it and put the image wherever it points).
+    if ((await fs.lstat(target).catch(() => null))?.isSymbolicLink()) await fs.unlink(target);
     await fs.mkdir(target, { mode: 0o700 }).catch((err) => {
       if (!hasCode(err, "EEXIST")) throw err;
     });
-    // mount follows a symlink: one planted as the mount point must not take the image out of Home.
     await assertOwnDir(target);
     mountImage(this.#sys, file, target, this.#mode);
     this.#refs.set(id, 1);

@@ -14,11 +14,15 @@
  * Home/<id>/image/        where layer.erofs is mounted while any layer above uses it
  * Home/<id>/merged/       where the layer's view (an overlay of its chain) is mounted on Get
  * Home/.tmp/              layers and images being built or deleted; emptied at start
+ * Home/.l/<HASH>          short symlinks to `../<id>/image` or `../<id>/diff`, for overlay mounts whose
+ *                         absolute paths exceed what fsconfig(2) takes (255 bytes: a long Home, a long ID)
  * ```
  */
 import * as path from "node:path";
 import { assertLayerId } from "../../src/core/layer-id.ts";
 
+/** Short links under Home. */
+export const LINK_DIR = ".l";
 /** Temp dir under Home. */
 export const TMP_DIR = ".tmp";
 /** The parent file: a layer exists once it does. */
@@ -52,6 +56,10 @@ export class Layout {
   /** A file or directory of the layer. */
   of(id: string, name: string): string {
     return path.join(this.layer(id), name);
+  }
+  /** The short-link dir. */
+  get linkDir(): string {
+    return path.join(this.home, LINK_DIR);
   }
   /** The temp dir. */
   get tmpDir(): string {
