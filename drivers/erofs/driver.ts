@@ -386,18 +386,26 @@ class ErofsDriver implements Driver {
       const root = ownParent ? await this.#locks.run(ownParent, () => this.#rootOf(ownParent)) : undefined;
       const staging = this.#staging.path("apply-", id);
       await fs.mkdir(staging, { mode: 0o700 });
+      const source = tar.getReader();
       try {
         const tarFile = await fs.open(path.join(staging, TAR_FILE), "wx", 0o600);
         let result;
         try {
-          // The tar is kept as it came (exact diffs) while the image is written from it.
-          const kept = tar.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-            async transform(chunk, c) {
-              for (let at = 0; at < chunk.byteLength; ) at += (await tarFile.write(chunk, at)).bytesWritten;
-              c.enqueue(chunk);
+          const keep = async (chunk: Uint8Array) => {
+            for (let at = 0; at < chunk.byteLength; ) at += (await tarFile.write(chunk, at)).bytesWritten;
+          };
+          // The tar is kept as it came (exact diffs) while the image is written from it. The reader
+          // stops at the end-of-archive blocks and lets go of its stream; that must not cancel the
+          // upload, whose trailing bytes (record padding) belong to the diff the daemon digested.
+          const forward = new ReadableStream<Uint8Array>({
+            async pull(c) {
+              const r = await source.read();
+              if (r.done) return c.close();
+              await keep(r.value);
+              c.enqueue(r.value);
             },
-          }));
-          result = await writeImageFromTar(kept, path.join(staging, IMAGE_FILE), {
+          }, { highWaterMark: 0 });
+          result = await writeImageFromTar(forward, path.join(staging, IMAGE_FILE), {
             uidMaps: this.uidMaps,
             gidMaps: this.gidMaps,
             sync: true,
@@ -406,6 +414,7 @@ class ErofsDriver implements Driver {
               if (n === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
             },
           });
+          for (let r = await source.read(); !r.done; r = await source.read()) await keep(r.value);
           await tarFile.sync();
         } finally {
           await tarFile.close();
@@ -418,9 +427,11 @@ class ErofsDriver implements Driver {
         await dir.sync().finally(() => dir.close());
         return result.tarSize;
       } catch (err) {
-        await tar.cancel().catch(() => {});
+        // Unblock the daemon's upload if the apply stopped before its end.
+        await source.cancel().catch(() => {});
         throw err;
       } finally {
+        source.releaseLock();
         await fs.rm(staging, { recursive: true, force: true });
       }
     });
