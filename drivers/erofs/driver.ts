@@ -32,7 +32,7 @@ import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { ImageMounts, probeImageMode } from "./image-mounts.ts";
-import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
+import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, PENDING_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
 import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
 import { flatSpec, type Part, planView, type ViewPlan } from "./views.ts";
 import { applyRootAttrs, rootAttrs, streamFile } from "./_files.ts";
@@ -115,12 +115,12 @@ class ErofsDriver implements Driver {
     this.#parents.clear();
     for (const id of await this.layerIds()) {
       this.#parents.set(id, (await fs.readFile(this.#layout.of(id, PARENT_FILE), "utf8")).trim());
-      // An apply cut short between its renames: the image is what counts, the rest goes with it.
-      const applied = await this.#hasImage(id).catch((err) => {
-        this.#log.warn("a layer's image is not a file of ours: left alone", { id, err: String(err) });
-        return true;
-      });
-      if (!applied) for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
+      // An apply or commit cut short: the image is what counts. Without one the kept tar goes;
+      // with one, what the layer was before (markers, upper dir) goes.
+      const image = await ownEntry(this.#layout.of(id, IMAGE_FILE), "file");
+      if (image === "foreign") this.#log.warn("a layer's image is not a file of ours: left alone", { id });
+      else if (image === "missing") for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
+      else await this.#sealAsImage(id).catch((err) => this.#log.warn("cannot finish sealing a layer", { id, err: String(err) }));
     }
     const home = await fs.realpath(this.#layout.home);
     const found = mountsUnder(await readMountInfo(), home);
@@ -193,7 +193,8 @@ class ErofsDriver implements Driver {
 
   async #create(id: string, parent: string, opts: CreateOpts, rw: boolean): Promise<void> {
     const unknown = Object.keys(opts.storageOpt ?? {})[0];
-    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": the erofs driver takes no storage option ("${unknown}")`);
+    if (unknown === "size") throw new InvalidRequestError(`Cannot create layer "${id}": the erofs driver does not support the size option`);
+    if (unknown !== undefined) throw new InvalidRequestError(`Cannot create layer "${id}": unknown storage option "${unknown}"`);
     const dir = this.#layout.layer(id);
     await this.#locks.runAll(parent ? [id, parent] : [id], async () => {
       if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
@@ -206,17 +207,16 @@ class ErofsDriver implements Driver {
       try {
         await fs.mkdir(staging, { mode: 0o710 });
         await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
-        if (rw) {
-          const diff = path.join(staging, DIFF_DIR);
-          await fs.mkdir(diff, { mode: 0o755 });
-          // The upper dir's root is the view's root: it starts as the parent's looks.
-          const attrs = parent ? await this.#rootOf(parent) : undefined;
-          if (attrs) await applyRootAttrs(this.sys, attrs, diff);
-          else await fs.chown(diff, this.#root.uid, this.#root.gid);
-          await fs.mkdir(path.join(staging, WORK_DIR), { mode: 0o700 });
-          await fs.chown(path.join(staging, WORK_DIR), this.#root.uid, this.#root.gid);
-          await fs.writeFile(path.join(staging, RW_FILE), "", { mode: 0o600 });
-        }
+        // Every new layer starts as an upper dir: an image layer's is replaced by its image at ApplyDiff.
+        const diff = path.join(staging, DIFF_DIR);
+        await fs.mkdir(diff, { mode: 0o755 });
+        // The upper dir's root is the view's root: it starts as the parent's looks.
+        const attrs = parent ? await this.#rootOf(parent) : undefined;
+        if (attrs) await applyRootAttrs(this.sys, attrs, diff);
+        else await fs.chown(diff, this.#root.uid, this.#root.gid);
+        await fs.mkdir(path.join(staging, WORK_DIR), { mode: 0o700 });
+        await fs.chown(path.join(staging, WORK_DIR), this.#root.uid, this.#root.gid);
+        await fs.writeFile(path.join(staging, rw ? RW_FILE : PENDING_FILE), "", { mode: 0o600 });
         await fs.writeFile(path.join(staging, PARENT_FILE), parent, { mode: 0o600 });
         faultPoint(FAULT.createBeforeRename);
         await fs.rename(staging, dir);
@@ -280,7 +280,11 @@ class ErofsDriver implements Driver {
   async mounts(id: string, readonly: boolean, _fits?: MountFits): Promise<MountSpec[]> {
     return await this.#locks.run(id, async () => {
       await this.#mustExist(id, "mount");
-      const plan = await this.#plan(id);
+      let plan = await this.#plan(id);
+      // A view: the layer's own upper dir becomes one more read-only lower.
+      if (readonly && plan.kind !== "empty" && (await this.#isRw(id))) {
+        plan = planView({ rw: null, parts: [{ image: null, dir: this.#layout.of(id, DIFF_DIR) }, ...plan.parts] });
+      }
       if (!this.#pinned.has(id)) {
         const held = await this.#acquireImages(plan.parts);
         this.#pinned.set(id, held);
@@ -310,16 +314,23 @@ class ErofsDriver implements Driver {
       try {
         await writeImageFromDir(this.#layout.of(id, DIFF_DIR), path.join(staging, IMAGE_FILE), { sys: this.sys, sync: true });
         await fs.rename(path.join(staging, IMAGE_FILE), this.#layout.of(id, IMAGE_FILE));
-        // The image is in place: from here on the layer is an image layer.
-        await fs.rm(this.#layout.of(id, RW_FILE));
       } finally {
         await fs.rm(staging, { recursive: true, force: true });
       }
-      for (const name of [DIFF_DIR, WORK_DIR]) {
-        const aside = await this.#staging.moveAside(this.#layout.of(id, name), "rm-", id);
-        if (aside !== null) await this.#staging.discard(aside, id, "commit");
-      }
+      await this.#sealAsImage(id);
     });
+  }
+
+  /**
+   * The image is in place, so the layer is an image layer from now on: its markers and upper dir
+   * go. A crash in between leaves an image beside them; recovery finishes it.
+   */
+  async #sealAsImage(id: string): Promise<void> {
+    for (const marker of [RW_FILE, PENDING_FILE]) await fs.rm(this.#layout.of(id, marker), { force: true });
+    for (const name of [DIFF_DIR, WORK_DIR]) {
+      const aside = await this.#staging.moveAside(this.#layout.of(id, name), "rm-", id);
+      if (aside !== null) await this.#staging.discard(aside, id, "seal");
+    }
   }
 
   async usage(id: string): Promise<Usage> {
@@ -376,7 +387,9 @@ class ErofsDriver implements Driver {
       if (this.#views.has(id) || this.#pinned.has(id) || this.#images.count(id) > 0) {
         throw await refuse(new BusyError(`Cannot apply a diff to layer "${id}": it is mounted`));
       }
-      if (await this.#isRw(id)) {
+      // A container's layer, or an image layer something already wrote into (BuildKit): the tar goes into the upper dir.
+      const intoUpper = (await this.#isRw(id)) && !(await this.#isPending(id) && (await this.#upperEmpty(id)));
+      if (intoUpper) {
         // Never through a planted symlink: the apply would write wherever it points.
         await assertOwnDir(this.#layout.of(id, DIFF_DIR)).catch(async (err) => {
           throw await refuse(err);
@@ -425,6 +438,7 @@ class ErofsDriver implements Driver {
         for (const name of [TAR_FILE, SIZE_FILE, IMAGE_FILE]) await fs.rename(path.join(staging, name), this.#layout.of(id, name));
         const dir = await fs.open(this.#layout.layer(id), "r");
         await dir.sync().finally(() => dir.close());
+        await this.#sealAsImage(id);
         return result.tarSize;
       } catch (err) {
         // Unblock the daemon's upload if the apply stopped before its end.
@@ -450,9 +464,23 @@ class ErofsDriver implements Driver {
     if (!(await this.exists(id))) throw new NotFoundError(`Cannot ${action} layer "${id}": it does not exist`);
   }
 
-  /** Whether the layer is read-write; a marker that is not our file (a planted symlink) is refused. */
+  /**
+   * Whether the layer is an upper dir (a container's layer, or an image layer not applied yet);
+   * a marker that is not our file (a planted symlink) is refused. An image in place wins.
+   */
   async #isRw(id: string): Promise<boolean> {
-    return await this.#ownFile(this.#layout.of(id, RW_FILE));
+    if (await this.#hasImage(id)) return false;
+    return (await this.#ownFile(this.#layout.of(id, RW_FILE))) || (await this.#isPending(id));
+  }
+
+  async #isPending(id: string): Promise<boolean> {
+    return await this.#ownFile(this.#layout.of(id, PENDING_FILE));
+  }
+
+  async #upperEmpty(id: string): Promise<boolean> {
+    const diff = this.#layout.of(id, DIFF_DIR);
+    await assertOwnDir(diff);
+    return this.sys.lreaddirTypes(diff).length === 0;
   }
 
   /** Whether the layer has its image; an image that is not our file is refused, never mounted. */

@@ -7,7 +7,10 @@
  * ```
  * Home/<id>/parent        the parent's ID ("" for a base layer); written last: the layer exists once it does
  * Home/<id>/rw            present for read-write (container) layers
- * Home/<id>/diff/ work/   a read-write layer's overlay upper and work dirs
+ * Home/<id>/pending       present for an image layer not applied yet: writable like a container's
+ *                         (BuildKit Gets layers it made with Create and writes into them) until
+ *                         ApplyDiff turns it into an image
+ * Home/<id>/diff/ work/   the overlay upper and work dirs of both
  * Home/<id>/layer.erofs   an image layer's files, once ApplyDiff (or Commit) wrote them
  * Home/<id>/layer.tar     the tar ApplyDiff received, byte for byte: Diff returns it (exact diffs)
  * Home/<id>/size          ApplyDiff's answer, for DiffSize without a walk
@@ -29,6 +32,8 @@ export const TMP_DIR = ".tmp";
 export const PARENT_FILE = "parent";
 /** The read-write marker. */
 export const RW_FILE = "rw";
+/** The marker of an image layer that has no image yet. */
+export const PENDING_FILE = "pending";
 /** A read-write layer's upper dir. */
 export const DIFF_DIR = "diff";
 /** overlay's workdir. */
