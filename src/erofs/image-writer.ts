@@ -68,6 +68,8 @@ export class ErofsWriter {
     node.size = size;
     // Data starts block-aligned: whole blocks, or a tail that will not be inlined.
     node.blkaddr = this.#sink.block;
+    // Block addresses are 32 bits: 16 TiB of 4 KiB blocks.
+    if (node.blkaddr + Math.ceil(size / BLOCK_SIZE) > 0xffffffff) throw new StrataError("An image cannot hold more than 2^32 blocks");
     let written = 0;
     let tailFill = 0;
     for await (const chunk of body) {
