@@ -34,7 +34,7 @@ if [ "$(id -u)" = 0 ]; then
   # containerd's own snapshotter suite through the proxy API: its overlayfs as the baseline, then
   # strata's snapshotter per driver (compiled binary), and on Deno.
   run snapshotter-suite-baseline bash scripts/snapshotter-suite.sh baseline
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     run "snapshotter-suite-$driver" bash scripts/snapshotter-suite.sh strata "$driver" dist/strata
   done
   run snapshotter-suite-deno bash scripts/snapshotter-suite.sh strata overlay node_modules/.bin/deno run -A src/main.deno.ts
@@ -53,7 +53,7 @@ if [ "$(id -u)" = 0 ]; then
   done
 fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
   done
 fi

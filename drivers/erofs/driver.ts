@@ -33,6 +33,7 @@ import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { ImageMounts, probeImageMode } from "./image-mounts.ts";
 import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, PENDING_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
+import { applyImage } from "./image-apply.ts";
 import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
 import { flatSpec, type Part, planView, type ViewPlan } from "./views.ts";
 import { applyRootAttrs, rootAttrs, streamFile } from "./_files.ts";
@@ -398,56 +399,17 @@ class ErofsDriver implements Driver {
       }
       const root = ownParent ? await this.#locks.run(ownParent, () => this.#rootOf(ownParent)) : undefined;
       const staging = this.#staging.path("apply-", id);
-      await fs.mkdir(staging, { mode: 0o700 });
-      const source = tar.getReader();
-      try {
-        const tarFile = await fs.open(path.join(staging, TAR_FILE), "wx", 0o600);
-        let result;
-        try {
-          const keep = async (chunk: Uint8Array) => {
-            for (let at = 0; at < chunk.byteLength; ) at += (await tarFile.write(chunk, at)).bytesWritten;
-          };
-          // The tar is kept as it came (exact diffs) while the image is written from it. The reader
-          // stops at the end-of-archive blocks and lets go of its stream; that must not cancel the
-          // upload, whose trailing bytes (record padding) belong to the diff the daemon digested.
-          const forward = new ReadableStream<Uint8Array>({
-            async pull(c) {
-              const r = await source.read();
-              if (r.done) return c.close();
-              await keep(r.value);
-              c.enqueue(r.value);
-            },
-          }, { highWaterMark: 0 });
-          result = await writeImageFromTar(forward, path.join(staging, IMAGE_FILE), {
-            uidMaps: this.uidMaps,
-            gidMaps: this.gidMaps,
-            sync: true,
-            root,
-            onEntry: (n) => {
-              if (n === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
-            },
-          });
-          for (let r = await source.read(); !r.done; r = await source.read()) await keep(r.value);
-          await tarFile.sync();
-        } finally {
-          await tarFile.close();
-        }
-        await fs.writeFile(path.join(staging, SIZE_FILE), String(result.tarSize), { mode: 0o600 });
-        faultPoint(FAULT.applyBeforeSwap);
-        // The image goes last: a layer whose image is in place is applied (recovery drops a tar without one).
-        for (const name of [TAR_FILE, SIZE_FILE, IMAGE_FILE]) await fs.rename(path.join(staging, name), this.#layout.of(id, name));
-        const dir = await fs.open(this.#layout.layer(id), "r");
-        await dir.sync().finally(() => dir.close());
-        await this.#sealAsImage(id);
-        return result.tarSize;
-      } catch (err) {
-        // Unblock the daemon's upload if the apply stopped before its end.
-        await source.cancel().catch(() => {});
-        throw err;
-      } finally {
-        source.releaseLock();
-        await fs.rm(staging, { recursive: true, force: true });
-      }
+      const size = await applyImage(tar, staging, this.#layout.layer(id), {
+        uidMaps: this.uidMaps,
+        gidMaps: this.gidMaps,
+        root,
+        onEntry: (n) => {
+          if (n === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
+        },
+        beforeSwap: () => faultPoint(FAULT.applyBeforeSwap),
+      });
+      await this.#sealAsImage(id);
+      return size;
     });
   }
 
