@@ -139,6 +139,30 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
     expect(await driver.changes("child", "c")).toEqual([]);
   });
 
+  it("hands out a deep chain's mounts standing on the parent's view, released with the layer", async () => {
+    await driver.create("base", "", {});
+    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
+    await driver.create("mid", "base", {});
+    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+    await driver.createReadWrite("c", "mid", {});
+    // As if the caller's mount(2) could not take the flat options.
+    const [spec] = await driver.mounts("c", false, () => false);
+    expect(spec.options).toEqual([`lowerdir=${path.join(home, "mid", "merged")}`, `upperdir=${path.join(home, "c", "diff")}`, `workdir=${path.join(home, "c", "work")}`]);
+    const target = path.join(root, "deep-mnt");
+    fs.mkdirSync(target);
+    sys.mount("overlay", target, "overlay", 0, spec.options.join(","));
+    try {
+      expect(fs.readFileSync(path.join(target, "mid"), "utf8")).toBe("m");
+      expect(fs.readFileSync(path.join(target, "bin/busybox"), "utf8")).toBe("busybox");
+      fs.writeFileSync(path.join(target, "new"), "n");
+    } finally {
+      sys.umount2(target, 0);
+    }
+    expect(fs.readFileSync(path.join(home, "c", "diff", "new"), "utf8")).toBe("n");
+    await driver.remove("c");
+    expect(mountsBelow(home)).toEqual([]);
+  });
+
   test.skipIf(!!skip || !isRoot)("mounts images through a loop device where the kernel cannot mount the file", async () => {
     await driver.create("base", "", {});
     await driver.applyDiff("base", "", streamOf(await baseLayerTar()));

@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   rejectUnknownOptions, rootPair, type Change, type CreateOpts, type DiffDriver, type Driver, type DriverConfig, type IdMap,
-  type MountFits, type StatusPairs, type Usage,
+  fitsOnePage, type MountFits, type StatusPairs, type Usage,
 } from "../../src/core/driver.ts";
 import { applyLayer } from "../../src/archive/apply.ts";
 import { diskUsage } from "../../src/archive/size.ts";
@@ -34,6 +34,7 @@ import type { Sys } from "../../src/sys/types.ts";
 import { ImageMounts, probeImageMode } from "./image-mounts.ts";
 import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, PENDING_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
 import { applyImage } from "./image-apply.ts";
+import { pageSize } from "../overlay/host.ts";
 import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
 import { flatSpec, type Part, planView, type ViewPlan } from "./views.ts";
 import { applyRootAttrs, rootAttrs, streamFile } from "./_files.ts";
@@ -68,10 +69,14 @@ class ErofsDriver implements Driver {
   #views = new Map<string, _View>();
   /** Images held for the snapshotter's mounts (another process mounts the overlay), until Remove. */
   #pinned = new Map<string, string[]>();
+  /** Layers whose mounts stand on their parent's view (chains too deep for one mount(2)) → that parent. */
+  #stacked = new Map<string, string>();
   #naive: DiffDriver;
   #fsName: string;
+  #pageSize: number;
 
-  constructor(config: DriverConfig, images: ImageMounts, fsName: string) {
+  constructor(config: DriverConfig, images: ImageMounts, fsName: string, pageSize: number) {
+    this.#pageSize = pageSize;
     this.sys = config.sys;
     this.uidMaps = config.uidMaps;
     this.gidMaps = config.gidMaps;
@@ -179,6 +184,7 @@ class ErofsDriver implements Driver {
   }
 
   async cleanup(): Promise<void> {
+    this.#stacked.clear();
     for (const id of [...this.#views.keys()]) await this.#locks.run(id, () => this.#dropView(id));
     for (const id of [...this.#pinned.keys()]) await this.#locks.run(id, () => this.#unpin(id));
     for (const id of this.#images.ids()) await this.#images.drop(id, this.#layout.of(id, IMAGE_DIR));
@@ -242,6 +248,7 @@ class ErofsDriver implements Driver {
         await this.#dropView(id);
       }
       await this.#unpin(id);
+      await this.#unstack(id);
       if (this.#images.count(id) > 0) await this.#images.drop(id, this.#layout.of(id, IMAGE_DIR));
       await removeShortLinks(this.#layout.home, id, [IMAGE_DIR, DIFF_DIR]);
       const aside = await this.#staging.moveAside(dir, "rm-", id);
@@ -278,24 +285,49 @@ class ErofsDriver implements Driver {
    * The view as data for another process. The images it needs are mounted here and stay mounted
    * (pinned) until the layer is removed: the caller takes no reference it could give back.
    */
-  async mounts(id: string, readonly: boolean, _fits?: MountFits): Promise<MountSpec[]> {
-    return await this.#locks.run(id, async () => {
+  async mounts(id: string, readonly: boolean, fits: MountFits = fitsOnePage): Promise<MountSpec[]> {
+    const flat = await this.#locks.run(id, async () => {
       await this.#mustExist(id, "mount");
       let plan = await this.#plan(id);
       // A view: the layer's own upper dir becomes one more read-only lower.
       if (readonly && plan.kind !== "empty" && (await this.#isRw(id))) {
         plan = planView({ rw: null, parts: [{ image: null, dir: this.#layout.of(id, DIFF_DIR) }, ...plan.parts] });
       }
-      if (!this.#pinned.has(id)) {
-        const held = await this.#acquireImages(plan.parts);
-        this.#pinned.set(id, held);
-      }
       if (plan.kind === "empty") {
         const dir = this.#layout.of(id, MERGED_DIR);
         await fs.mkdir(dir, { mode: 0o755 }).catch(() => {});
-        return [{ type: "bind", source: dir, options: ["rbind", "ro"] }];
+        return { type: "bind", source: dir, options: ["rbind", "ro"] };
       }
-      return [flatSpec(plan, readonly)];
+      const spec = flatSpec(plan, readonly);
+      if (!fits(spec, this.#pageSize)) return null;
+      if (!this.#pinned.has(id)) this.#pinned.set(id, await this.#acquireImages(plan.parts));
+      return spec;
+    });
+    if (flat !== null) return [flat];
+    return [await this.#stackedSpec(id, readonly)];
+  }
+
+  /**
+   * A layer whose chain is too deep for one mount(2) by the caller: the parent's view is mounted
+   * here (its whole chain, through lowerdir+) and stands in as one lower, kept until the layer is
+   * removed, as the overlay driver does.
+   */
+  async #stackedSpec(id: string, readonly: boolean): Promise<MountSpec> {
+    const parent = this.#parents.parentOf(id);
+    if (!this.#stacked.has(id)) {
+      await this.get(parent, "");
+      this.#stacked.set(id, parent);
+    }
+    return await this.#locks.run(id, async () => {
+      const below = this.#views.get(parent)!.dir;
+      if (await this.#isRw(id)) {
+        const diff = this.#layout.of(id, DIFF_DIR);
+        if (readonly) return { type: "overlay", source: "overlay", options: [`lowerdir=${diff}:${below}`] };
+        return { type: "overlay", source: "overlay", options: [`lowerdir=${below}`, `upperdir=${diff}`, `workdir=${this.#layout.of(id, WORK_DIR)}`] };
+      }
+      const own: Part = { image: id, dir: this.#layout.of(id, IMAGE_DIR) };
+      if (!this.#pinned.has(id)) this.#pinned.set(id, await this.#acquireImages([own]));
+      return { type: "overlay", source: "overlay", options: [`lowerdir=${own.dir}:${below}`] };
     });
   }
 
@@ -578,6 +610,14 @@ class ErofsDriver implements Driver {
     await this.#releaseImages(view.images);
   }
 
+  /** Let go of the parent's view a deep layer's mounts stood on. */
+  async #unstack(id: string): Promise<void> {
+    const parent = this.#stacked.get(id);
+    if (parent === undefined) return;
+    this.#stacked.delete(id);
+    await this.#locks.run(parent, () => this.#releaseView(parent));
+  }
+
   async #unpin(id: string): Promise<void> {
     const held = this.#pinned.get(id);
     if (!held) return;
@@ -630,7 +670,7 @@ export async function initErofs(config: DriverConfig): Promise<Driver> {
   } finally {
     await fs.rm(probe, { recursive: true, force: true });
   }
-  const driver = new ErofsDriver(config, new ImageMounts(config.sys, config.log, mode), backingFs(config.sys, config.home));
+  const driver = new ErofsDriver(config, new ImageMounts(config.sys, config.log, mode), backingFs(config.sys, config.home), await pageSize());
   await driver.recover();
   return driver;
 }
