@@ -207,8 +207,9 @@ class ErofsDriver implements Driver {
       if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
       if (parent) {
         await this.#mustExist(parent, `create layer "${id}" on`);
-        const depth = this.#chain(parent).length + 1;
-        if (depth > MAX_LOWERS) throw new StrataError(`Cannot create layer "${id}": its chain of ${depth} layers is deeper than overlayfs mounts (${MAX_LOWERS})`);
+        // The new layer's lowers are its parent's chain (its own upper dir is no lower), as overlay counts them.
+        const lowers = this.#chain(parent).length;
+        if (lowers > MAX_LOWERS) throw new StrataError(`Cannot create layer "${id}": its chain of ${lowers + 1} layers is deeper than overlayfs mounts (${MAX_LOWERS + 1})`);
       }
       const staging = this.#staging.path("new-", id);
       try {
