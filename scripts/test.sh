@@ -43,6 +43,7 @@ if [ "$(id -u)" = 0 ]; then
   STRATA_E2E=1 STRATA_E2E_SNAPSHOTTER=overlayfs run e2e-containerd-baseline node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=overlay run e2e-containerd-overlay node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=vfs STRATA_E2E_VARIANTS=binary run e2e-containerd-vfs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
+  STRATA_E2E=1 STRATA_E2E_DRIVER=erofs STRATA_E2E_VARIANTS=bun run e2e-containerd-erofs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   # Docker's containerd image store: dockerd 26.1 and containerd 1.7 from Debian 13, in a debootstrap
   # chroot kept in /var/cache/strata/trixie (made when missing: ~35 s), on strata's snapshotter (binary;
   # overlay ~30 s, vfs ~16 s). A chroot that cannot be made fails its stage, and the tests then fail on
