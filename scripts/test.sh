@@ -34,7 +34,7 @@ if [ "$(id -u)" = 0 ]; then
   # containerd's own snapshotter suite through the proxy API: its overlayfs as the baseline, then
   # strata's snapshotter per driver (compiled binary), and on Deno.
   run snapshotter-suite-baseline bash scripts/snapshotter-suite.sh baseline
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     run "snapshotter-suite-$driver" bash scripts/snapshotter-suite.sh strata "$driver" dist/strata
   done
   run snapshotter-suite-deno bash scripts/snapshotter-suite.sh strata overlay node_modules/.bin/deno run -A src/main.deno.ts
@@ -43,6 +43,7 @@ if [ "$(id -u)" = 0 ]; then
   STRATA_E2E=1 STRATA_E2E_SNAPSHOTTER=overlayfs run e2e-containerd-baseline node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=overlay run e2e-containerd-overlay node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=vfs STRATA_E2E_VARIANTS=binary run e2e-containerd-vfs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
+  STRATA_E2E=1 STRATA_E2E_DRIVER=erofs STRATA_E2E_VARIANTS=bun run e2e-containerd-erofs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   # Docker's containerd image store: dockerd 26.1 and containerd 1.7 from Debian 13, in a debootstrap
   # chroot kept in /var/cache/strata/trixie (made when missing: ~35 s), on strata's snapshotter (binary;
   # overlay ~30 s, vfs ~16 s). A chroot that cannot be made fails its stage, and the tests then fail on
@@ -53,7 +54,7 @@ if [ "$(id -u)" = 0 ]; then
   done
 fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
   done
 fi
