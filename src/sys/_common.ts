@@ -5,6 +5,7 @@
  */
 import { ErrnoError } from "../core/errors.ts";
 import { attachLoop } from "./_loop.ts";
+import { btrfsCalls } from "./_btrfs-calls.ts";
 import type { Dirent, Stat, StatFs, Sys, Timespec } from "./types.ts";
 
 /** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
@@ -314,5 +315,6 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number, addres
       const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0), errno, "open", path);
       return readdirFrom(fd, path);
     },
+    ...btrfsCalls(libc, errno, cstr, addressOf, O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW),
   };
 }
