@@ -203,6 +203,9 @@ class BtrfsDriver {
         this.#log.warn("a layer's place holds something that is not a directory: left alone", { id, path: dir });
         return;
       }
+      // A read-only subvolume cannot be moved (its ".." would change): thaw it first. A crash
+      // right after leaves a layer nobody builds on writable, which changes nothing anyone sees.
+      if ((await ownEntry(dir, "dir")) === "ok" && this.sys.btrfsIsReadonly(dir)) this.sys.btrfsSetReadonly(dir, false);
       const doomed = await this.#staging.moveAside(dir, "rm-", id);
       if (doomed === null) return;
       faultPoint(FAULT.removeBeforeDelete);
@@ -288,9 +291,17 @@ class BtrfsDriver {
         const limit = this.#records.get(id)?.size ?? 0;
         if (limit > 0) this.sys.btrfsQgroupLimit(staging, BigInt(limit));
         size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
-        if (frozen) this.sys.btrfsSetReadonly(staging, true);
         faultPoint(FAULT.applyBeforeSwap);
-        this.sys.rename2(staging, dir, RENAME.EXCHANGE);
+        // Read-only subvolumes cannot be renamed: thaw, swap, freeze the new content. Children are
+        // snapshots, so a crash in between changes nothing they see; the layer is merely writable.
+        if (frozen) this.sys.btrfsSetReadonly(dir, false);
+        try {
+          this.sys.rename2(staging, dir, RENAME.EXCHANGE);
+        } catch (err) {
+          if (frozen) this.sys.btrfsSetReadonly(dir, true);
+          throw err;
+        }
+        if (frozen) this.sys.btrfsSetReadonly(dir, true);
       } catch (err) {
         await tar.cancel().catch(() => {});
         await destroyTree(this.sys, staging).catch((e) => this.#log.warn("apply left a subvolume", { id, err: String(e) }));

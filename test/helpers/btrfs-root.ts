@@ -108,16 +108,21 @@ let shared: BtrfsMount | null = null;
 
 /**
  * The directory temp roots of btrfs tests go in: this process's btrfs filesystem, mounted the
- * first time it is asked for and unmounted when the process exits.
+ * first time it is asked for; `closeBtrfsTempRoot` (the global afterAll of `test/preload.ts`,
+ * since bun test runs no exit handlers) unmounts it.
  */
 export function btrfsTempRoot(): string {
   if (shared === null) {
     _removeStale();
     shared = mountBtrfs();
-    const mine = shared;
-    process.on("exit", () => mine.close());
   }
   return shared.dir;
+}
+
+/** Unmount this process's btrfs test filesystem, if it was made. */
+export function closeBtrfsTempRoot(): void {
+  shared?.close();
+  shared = null;
 }
 
 /**
