@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { findMkfs } from "../drivers/overlay/quota.ts";
-import { TEST_DRIVERS, rootUnavailable } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, rootUnavailable, makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { createApp, fixedSource } from "../src/graphdriver/app.ts";
 import type { Driver, DriverConfig } from "../src/core/driver.ts";
 import { silentLogger } from "../src/core/log.ts";
@@ -44,7 +44,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
     };
     beforeEach(async () => {
       if (skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-load-${name}-`));
+      root = makeTempRoot(name, `strata-load-${name}-`);
       home = path.join(root, "home");
       driver = await init({ home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
       app = createApp(fixedSource(driver));
@@ -56,7 +56,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
       } finally {
         // Even when the case or cleanup failed: nothing of ours stays mounted or on disk.
         unmountBelow(sys, root);
-        fs.rmSync(root, { recursive: true, force: true });
+        removeTempRoot(root);
       }
     });
 
@@ -137,7 +137,7 @@ for (const [name, init, tmpDir, skip] of DRIVERS) {
         driver = undefined;
         // Unmounting the image detaches its loop device (autoclear), even after a failed case.
         unmountBelow(sys, root);
-        fs.rmSync(root, { recursive: true, force: true });
+        removeTempRoot(root);
       }
     });
 
