@@ -17,6 +17,8 @@ import { MARKER_FILE } from "../src/store/home.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { findMkfs } from "../drivers/overlay/quota.ts";
 import { bytesOf, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
+import { btrfsUnavailable, removeBtrfsTree } from "./helpers/btrfs-root.ts";
+import { makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { unmountBelow } from "./helpers/mounts.ts";
 import { overlayUnavailable } from "./helpers/overlay-probe.ts";
 import { snapshot } from "./helpers/tree.ts";
@@ -54,7 +56,17 @@ const CASES: Case[] = [
       ["ID/diff", "dir", true], ["ID/work", "dir", true], ["ID/merged", "dir", true], ["ID/link", "file", true], ["ID/lower", "file", true], ["ID", "dir", true],
     ],
   },
+  {
+    name: "btrfs",
+    skip: btrfsUnavailable,
+    internal: ["tmp", "meta", "subvolumes"],
+    lookalikes: { "tmp/new-ghost-1-1": "", "tmp/rm-ghost-1-1": "", "meta/ghost": "file", "subvolumes/ghost": "" },
+    layerEntries: [["subvolumes/ID", "dir", true], ["meta/ID", "file", false]],
+  },
 ];
+
+/** Delete a tree of the store (btrfs: its subvolumes, frozen ones included, through the ioctls). */
+const removeStoreTree = (c: Case, p: string) => (c.name === "btrfs" ? removeBtrfsTree(p) : fs.rmSync(p, { recursive: true, force: true }));
 
 for (const c of CASES) {
   const it = (name: string, fn: () => Promise<void>, timeout = 60_000) => test.skipIf(c.skip !== null)(`${name}${c.skip ? ` (skipped: ${c.skip})` : ""}`, fn, timeout);
@@ -69,7 +81,7 @@ for (const c of CASES) {
 
     beforeEach(async () => {
       if (c.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-confine-${c.name}-`));
+      root = makeTempRoot(c.name, `strata-confine-${c.name}-`);
       home = path.join(root, "home");
       sentinel = path.join(root, "sentinel");
       // Looks like a layer and holds what strata would delete or write: nothing of it may change.
@@ -86,7 +98,7 @@ for (const c of CASES) {
       await driver?.cleanup().catch(() => {});
       driver = undefined;
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     /** Everything a user of the store does, each allowed to fail but none to reach the sentinel. */
@@ -127,7 +139,7 @@ for (const c of CASES) {
         await driver!.cleanup();
         driver = undefined;
         fs.cpSync(path.join(home, dir), path.join(sentinel, "copy"), { recursive: true });
-        fs.rmSync(path.join(home, dir), { recursive: true });
+        removeStoreTree(c, path.join(home, dir));
         fs.symlinkSync(path.join(sentinel, "copy"), path.join(home, dir));
         const before = sentinelTree();
         const homeBefore = snapshot(home, sys, { dirMtimes: true });
@@ -146,7 +158,7 @@ for (const c of CASES) {
         await driver!.put("rw");
         await driver!.cleanup();
         const at = path.join(home, entry.replace("ID", "rw"));
-        fs.rmSync(at, { recursive: true, force: true });
+        removeStoreTree(c, at);
         fs.symlinkSync(path.join(sentinel, kind === "dir" ? "diff" : "link"), at);
         const before = sentinelTree();
         const d = await init();
@@ -165,14 +177,14 @@ for (const c of CASES) {
     let driver: Driver;
     beforeEach(async () => {
       if (c.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-idlen-${c.name}-`));
+      root = makeTempRoot(c.name, `strata-idlen-${c.name}-`);
       driver = await initDriver(c.name, { home: path.join(root, "home"), options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
     });
     afterEach(async () => {
       if (c.skip) return;
       await driver.cleanup();
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     it("200 to 255 characters work through every method", async () => {
@@ -197,9 +209,9 @@ for (const c of CASES) {
         expect(await driver.exists(base)).toBe(false);
       }
       const home = path.join(root, "home");
-      const tmp = c.name === "vfs" ? "tmp" : ".tmp";
+      const tmp = c.name === "overlay" ? ".tmp" : "tmp";
       expect(fs.readdirSync(path.join(home, tmp))).toEqual([]);
-      expect(fs.readdirSync(path.join(home, c.name === "vfs" ? "dir" : ".l"))).toEqual([]);
+      expect(fs.readdirSync(path.join(home, { vfs: "dir", btrfs: "subvolumes" }[c.name] ?? ".l"))).toEqual([]);
     }, 120_000);
 
     if (c.name === "overlay") {
