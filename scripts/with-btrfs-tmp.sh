@@ -11,6 +11,7 @@ if [ "${1:-}" = --quota ]; then quota=1; shift; fi
 [ "$(id -u)" = 0 ] || { echo "with-btrfs-tmp: must run as root (loop mount)" >&2; exit 1; }
 command -v mkfs.btrfs >/dev/null || { echo "with-btrfs-tmp: mkfs.btrfs is missing: apt-get install -y btrfs-progs" >&2; exit 1; }
 base=$(mktemp -d /tmp/strata-btrfs-tmp-XXXXXX)
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   # Lazily unmount whatever the command left mounted inside, deepest first, then the filesystem.
   awk -v p="$base/mnt/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |

@@ -12,6 +12,8 @@ import "../src/drivers.ts";
 import { type Driver, initDriver } from "../src/core/driver.ts";
 import { ErrPrerequisites, InvalidRequestError } from "../src/core/errors.ts";
 import { silentLogger } from "../src/core/log.ts";
+import { openSnapshotter } from "../src/snapshotter/command.ts";
+import { openDatabase } from "../src/store/sqlite/bun.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { runDriverSuite } from "./driver-suite.ts";
 import { type BtrfsMount, btrfsProgs, btrfsTempRoot, btrfsUnavailable, mountBtrfs, removeBtrfsTree } from "./helpers/btrfs-root.ts";
@@ -178,6 +180,21 @@ describe(named("btrfs size limits (qgroups)"), () => {
     expect(err.message).toContain("only supported for read-write layers");
     const small = await driver.createReadWrite("tiny", "", { storageOpt: { size: "1M" } }).catch((e) => e);
     expect(small.message).toContain("below the minimum");
+  });
+
+  it("serves size limits through the snapshotter: --size for containers, the label for one, none for unpack targets", async () => {
+    const service = await openSnapshotter({ driver: "btrfs", root: home, socket: path.join(home, "s"), log: silentLogger, sys, openDatabase, size: "40M" });
+    try {
+      const limitOf = (mounts: Array<{ source: string }>) => sys.btrfsQgroup(m.dir, sys.btrfsSubvolId(mounts[0]!.source))!.maxReferenced;
+      const base = await service.prepare("default/1/extract-1 sha256:aa", "", { labels: {} });
+      expect(limitOf(base)).toBeNull();
+      await service.commit("layer", "default/1/extract-1 sha256:aa", { labels: {} });
+      expect(limitOf(await service.prepare("ctr", "layer", { labels: {} }))).toBe(40n << 20n);
+      expect(limitOf(await service.prepare("big", "layer", { labels: { "containerd.io/snapshot/strata.size": "64M" } }))).toBe(64n << 20n);
+      expect(sys.btrfsIsReadonly(path.join(home, "btrfs", "subvolumes", "1"))).toBe(true);
+    } finally {
+      await service.close();
+    }
   });
 
   it("keeps the limit through an ApplyDiff (a new snapshot takes the layer's place)", async () => {

@@ -421,7 +421,7 @@ describe("snapshotter (overlay): size limits", () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
     try {
       await expect(openSnapshotter({ driver: "vfs", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1G" }))
-        .rejects.toThrow("Invalid --size 1G: the vfs driver has no size limits (overlay has)");
+        .rejects.toThrow("Invalid --size 1G: the vfs driver has no size limits (overlay and btrfs have)");
       await expect(openSnapshotter({ driver: "overlay", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1M" }))
         .rejects.toThrow("Invalid --size 1M: below the minimum of 16M");
       expect(fs.readdirSync(root)).toEqual([]);
