@@ -87,7 +87,7 @@ class BtrfsDriver {
     this.#log = config.log;
     this.#defaultSize = defaultSize;
     this.#records = new LayerRecords(config.home, config.log);
-    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.log);
+    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 
   /** Undo what a crash interrupted: everything in tmp/ is a build not renamed in or a removal not finished. */
@@ -267,7 +267,7 @@ class BtrfsDriver {
 
   async usage(id: string): Promise<Usage> {
     await this.#mustExist(id, "measure");
-    return await diskUsage(this.#dir(id));
+    return await diskUsage(this.sys, this.#dir(id));
   }
 
   async layerIds(): Promise<string[]> {

@@ -14,6 +14,7 @@ import { diskUsage } from "../../src/archive/size.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
 import { BusyError, InvalidRequestError } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { KeyedLock } from "../../src/core/locks.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { type NaiveDiffBase, withNaiveDiff } from "../../src/core/naive-diff.ts";
@@ -288,7 +289,7 @@ class OverlayDriver implements Driver {
 
   async usage(id: string): Promise<Usage> {
     await this.#store.mustExist(id, "measure");
-    return await diskUsage(this.#layout.diff(id));
+    return await diskUsage(this.sys, this.#layout.diff(id));
   }
 
   layerIds(): Promise<string[]> {
@@ -382,7 +383,7 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   try {
     features = await detectHost(config.sys, probe, want);
   } finally {
-    await fs.rm(probe, { recursive: true, force: true });
+    await removeBeneath(config.sys, layout.tmpDir, path.basename(probe));
   }
   if (!features.nativeDiff) config.log.warn("not using native diff for overlay", { reason: features.naiveReason });
   const quota = new QuotaImages(config.sys, config.log, findMkfs());

@@ -14,6 +14,7 @@ import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { entryPath } from "../../src/store/names.ts";
 import { assertOwnDir, notOwn, ownEntry } from "../../src/store/own.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { Staging } from "../../src/store/staging.ts";
 import type { QuotaImages } from "./quota.ts";
 import {
@@ -39,7 +40,12 @@ export class LayerStore {
     this.#log = log;
     this.#root = root;
     this.#quota = quota;
-    this.#staging = new Staging(layout.tmpDir, log);
+    this.#staging = new Staging(layout.tmpDir, sys, log);
+  }
+
+  /** Delete a temp entry (`tmp`, `tmpBeside`) and what is below it; failures are logged. */
+  async discard(p: string, id: string, what: string): Promise<void> {
+    await this.#staging.discard(p, id, what);
   }
 
   /** A fresh path under `.tmp/`. */
@@ -206,7 +212,7 @@ export class LayerStore {
           this.#log.warn("create left a mount", { id, err: String(e) });
         }
       }
-      await fs.rm(staging, { recursive: true, force: true });
+      await this.#staging.discard(staging, id, "create");
       if (image !== null) await fs.rm(image, { force: true });
       if (placedImage) {
         await fs.rmdir(dir).catch(() => {});
@@ -364,7 +370,7 @@ export class LayerStore {
         continue;
       }
       if (mounted.has(id)) {
-        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
+        await removeBeneath(this.#sys, dir, TMP_DIR);
         continue;
       }
       try {
@@ -375,7 +381,7 @@ export class LayerStore {
         await assertOwnDir(dir);
         this.#quota.mount(this.layout.quotaImage(id)!, dir);
         this.#log.info("mounted a layer image", { id });
-        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
+        await removeBeneath(this.#sys, dir, TMP_DIR);
       } catch (err) {
         this.#log.error("cannot mount a layer image", { id, err: String(err) });
       }
@@ -396,7 +402,8 @@ export class LayerStore {
    */
   async recover(): Promise<void> {
     for (const name of await fs.readdir(this.layout.tmpDir)) {
-      await fs.rm(path.join(this.layout.tmpDir, name), { recursive: true, force: true });
+      // What cannot go (a mount left inside, a link on the way) is reported and left for a later start.
+      await this.#staging.discard(path.join(this.layout.tmpDir, name), name, "recovery");
     }
     const wanted = new Map<string, string>();
     for (const id of await this.ids()) {

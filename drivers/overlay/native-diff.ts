@@ -54,11 +54,11 @@ export class NativeDiff {
       this.#sys.rename2(staging, diff, RENAME.EXCHANGE);
     } catch (err) {
       await tar.cancel().catch(() => {});
-      await fs.rm(staging, { recursive: true, force: true });
+      await this.#store.discard(staging, id, "apply");
       throw err;
     }
     // staging now holds the old upper dir; the apply has committed, so a failure here is only logged.
-    await fs.rm(staging, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
+    await this.#store.discard(staging, id, "apply");
     return size;
   }
 

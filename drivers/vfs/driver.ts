@@ -68,7 +68,7 @@ class VfsDriver {
     this.#log = config.log;
     this.#fsName = fsName;
     this.#records = new ParentRecords(config.home, config.log);
-    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.log);
+    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 
   /**
@@ -84,8 +84,8 @@ class VfsDriver {
       } else if (name.startsWith(READY_PREFIX)) {
         await this.#finishApply(entry, name.slice(READY_PREFIX.length));
       }
-      // fs.rm removes a symlink as a link and never descends through one.
-      await fs.rm(entry, { recursive: true, force: true });
+      // A symlink goes as a link; what cannot go (a mount inside) is reported and left for a later start.
+      await this.#staging.discard(entry, name, "recovery");
     }
     await this.#records.load((id) => this.exists(id));
   }
@@ -153,7 +153,7 @@ class VfsDriver {
         faultPoint(FAULT.createBeforeRename);
         await fs.rename(staging, dir);
       } catch (err) {
-        await fs.rm(staging, { recursive: true, force: true });
+        await this.#staging.discard(staging, id, "create");
         await this.#records.delete(id);
         throw err;
       }
@@ -209,7 +209,7 @@ class VfsDriver {
 
   async usage(id: string): Promise<Usage> {
     await this.#mustExist(id, "measure");
-    return await diskUsage(this.#dir(id));
+    return await diskUsage(this.sys, this.#dir(id));
   }
 
   async layerIds(): Promise<string[]> {
@@ -231,8 +231,8 @@ class VfsDriver {
         await fs.rename(staging, ready);
       } catch (err) {
         await tar.cancel().catch(() => {});
-        await fs.rm(staging, { recursive: true, force: true });
-        await fs.rm(holder, { recursive: true, force: true });
+        await this.#staging.discard(staging, id, "apply");
+        await this.#staging.discard(holder, id, "apply");
         throw err;
       }
       const old = this.#tmp("rm", id);

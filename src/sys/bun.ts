@@ -3,7 +3,7 @@
  * calls mean is in `_common.ts`, shared with the Deno adapter.
  */
 import { FFIType, dlopen, ptr, read } from "bun:ffi";
-import { libcSys } from "./_common.ts";
+import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
 // "ptr" parameters take a Uint8Array (Bun passes its data pointer, honouring byteOffset) or null.
@@ -56,6 +56,18 @@ const SYMBOLS = {
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
   /** ssize_t getdents64(int fd, void *dirp, size_t count) */
   getdents64: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
+  // syscall is variadic; integer and pointer varargs travel like fixed ones on x86_64 and aarch64 Linux.
+  /** long syscall(long number, ...) — called as (SYS_openat2, int dirfd, const char *path, struct open_how *how, size_t size) */
+  syscall: { args: ["i64", "i64", "ptr", "ptr", "u64"], returns: FFIType.i64_fast },
+  // openat is variadic like open.
+  /** int openat(int dirfd, const char *path, int flags, ...) — called as (int, const char *, int, mode_t) */
+  openat: { args: ["i32", "ptr", "i32", "u32"], returns: "i32" },
+  /** int unlinkat(int dirfd, const char *path, int flags) */
+  unlinkat: { args: ["i32", "ptr", "i32"], returns: "i32" },
+  /** int fsync(int fd) */
+  fsync: { args: ["i32"], returns: "i32" },
+  /** int syncfs(int fd) */
+  syncfs: { args: ["i32"], returns: "i32" },
 } as const;
 
 /**
@@ -64,10 +76,10 @@ const SYMBOLS = {
  * const sys = createSys();
  * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
  */
-export function createSys(): Sys {
+export function createSys(options: SysOptions = {}): Sys {
   const lib = dlopen("libc.so.6", SYMBOLS);
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf));
+  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf), options);
 }

@@ -2,7 +2,7 @@
  * `Sys` over `Deno.dlopen`. Only the symbol table and the errno reader live here; everything the
  * calls mean is in `_common.ts`, shared with the Bun adapter.
  */
-import { libcSys } from "./_common.ts";
+import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
 // "buffer" parameters take a Uint8Array (Deno passes its data pointer, honouring byteOffset) or null.
@@ -54,6 +54,18 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t getdents64(int fd, void *dirp, size_t count) */
   getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // syscall is variadic; integer and pointer varargs travel like fixed ones on x86_64 and aarch64 Linux.
+  /** long syscall(long number, ...) — called as (SYS_openat2, int dirfd, const char *path, struct open_how *how, size_t size) */
+  syscall: { parameters: ["i64", "i64", "buffer", "buffer", "usize"], result: "i64" },
+  // openat is variadic like open.
+  /** int openat(int dirfd, const char *path, int flags, ...) — called as (int, const char *, int, mode_t) */
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  /** int unlinkat(int dirfd, const char *path, int flags) */
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int fsync(int fd) */
+  fsync: { parameters: ["i32"], result: "i32" },
+  /** int syncfs(int fd) */
+  syncfs: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -62,7 +74,7 @@ const SYMBOLS = {
  * const sys = createSys();
  * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
  */
-export function createSys(): Sys {
+export function createSys(options: SysOptions = {}): Sys {
   const lib = Deno.dlopen("libc.so.6", SYMBOLS);
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
@@ -72,5 +84,6 @@ export function createSys(): Sys {
     libc,
     () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
     (buf) => Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)),
+    options,
   );
 }
