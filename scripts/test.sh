@@ -59,9 +59,9 @@ if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
     STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
   done
   # btrfs: dockerd's data root (and so strata's Home) on a loop-mounted btrfs with quotas on, so
-  # --storage-opt size is a qgroup limit; the compiled binary only (~55 s).
+  # --storage-opt size is a qgroup limit; also under --userns-remap; the compiled binary only (~30-60 s).
   STRATA_E2E=1 STRATA_E2E_DRIVER=btrfs STRATA_E2E_VARIANTS=binary run e2e-btrfs \
-    bash scripts/with-btrfs-tmp.sh --quota node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts
+    bash scripts/with-btrfs-tmp.sh --quota node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/userns.test.ts
 fi
 
 # One closing line over all suites (bun prints "N pass"/"N fail" per run; deno smokes "N passed, N failed").

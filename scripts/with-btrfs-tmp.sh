@@ -20,6 +20,8 @@ cleanup() {
   rm -rf --one-file-system "$base"
 }
 trap cleanup EXIT
+# dockerd --userns-remap needs every directory above its data root to let the remapped root through.
+chmod 0755 "$base"
 truncate -s "${BTRFS_TMP_SIZE:-8G}" "$base/fs.img"
 mkfs.btrfs -q -f "$base/fs.img"
 mkdir "$base/mnt"
