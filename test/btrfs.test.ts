@@ -95,6 +95,24 @@ describe(named("btrfs layers"), () => {
     expect(btrfsProgs(["subvolume", "list", root]).trim()).toBe("");
   });
 
+  it("removes a layer whose subvolume sits 100 directories deep, and never reaches through a symlink to another layer", async () => {
+    await driver.create("other", "", {});
+    await driver.createReadWrite("ctr", "", {});
+    let deep = sub("ctr");
+    for (let i = 0; i < 100; i++) deep = path.join(deep, `d${i}`);
+    fs.mkdirSync(deep, { recursive: true });
+    sys.btrfsSubvolCreate(deep, "bottom");
+    sys.btrfsSubvolCreate(path.join(deep, "bottom"), "inside");
+    sys.btrfsSetReadonly(path.join(deep, "bottom"), true);
+    fs.symlinkSync(sub("other"), path.join(sub("ctr"), "to-other"));
+    fs.symlinkSync(path.join(root), path.join(deep, "to-root"));
+    await driver.remove("ctr");
+    expect(fs.existsSync(sub("ctr"))).toBe(false);
+    expect(fs.readdirSync(path.join(home, "tmp"))).toEqual([]);
+    expect(isSubvol(sub("other"))).toBe(true);
+    expect(btrfsProgs(["subvolume", "list", "-o", root]).trim().split("\n")).toHaveLength(1);
+  });
+
   it("destroys what a crash left in tmp/ at the next start, frozen subvolumes included", async () => {
     sys.btrfsSubvolCreate(path.join(home, "tmp"), "new-x-1-1");
     sys.btrfsSubvolCreate(path.join(home, "tmp", "new-x-1-1"), "nested");

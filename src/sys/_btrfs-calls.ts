@@ -36,6 +36,9 @@ export interface BtrfsSys {
   btrfsQgroupLimit(path: string, maxReferenced: bigint | null): void;
   btrfsQgroup(path: string, qgroupId: bigint): BtrfsQgroup | null;
   btrfsQgroupDestroy(path: string, qgroupId: bigint): void;
+  btrfsSubvolIdFd(fd: number): bigint;
+  btrfsSetReadonlyFd(fd: number, readonly: boolean): void;
+  btrfsSubvolDestroyAt(dirfd: number, name: string): void;
 }
 
 /** The btrfs calls over one runtime's libc; `openFlags` opens a directory read-only, O_NOFOLLOW. */
@@ -134,6 +137,20 @@ export function btrfsCalls(
         const limit = search(fd, encodeQgroupLimitSearch(qgroupId), path);
         return info === null || limit === null ? null : decodeQgroup(info, limit);
       });
+    },
+    btrfsSubvolIdFd(fd) {
+      const args = encodeInoLookup();
+      ioctl(fd, BTRFS_IOC.INO_LOOKUP, args, "BTRFS_IOC_INO_LOOKUP", `fd ${fd}`);
+      return decodeInoLookup(args);
+    },
+    btrfsSetReadonlyFd(fd, readonly) {
+      const flags = getFlags(fd, `fd ${fd}`);
+      const next = withReadonly(flags, readonly);
+      if (next !== flags) ioctl(fd, BTRFS_IOC.SUBVOL_SETFLAGS, encodeU64(next), "BTRFS_IOC_SUBVOL_SETFLAGS", `fd ${fd}`);
+    },
+    btrfsSubvolDestroyAt(dirfd, name) {
+      const args = named(encodeVolArgs(name), "ioctl(BTRFS_IOC_SNAP_DESTROY)", name);
+      ioctl(dirfd, BTRFS_IOC.SNAP_DESTROY, args, "BTRFS_IOC_SNAP_DESTROY", name);
     },
     btrfsQgroupDestroy(path, qgroupId) {
       const args = encodeQgroupDestroy(qgroupId);

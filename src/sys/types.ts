@@ -194,4 +194,10 @@ export interface Sys {
   btrfsQgroup(path: string, qgroupId: bigint): BtrfsQgroup | null;
   /** BTRFS_IOC_QGROUP_CREATE with create = 0: delete qgroup `qgroupId`. */
   btrfsQgroupDestroy(path: string, qgroupId: bigint): void;
+  /** BTRFS_IOC_INO_LOOKUP on an open directory: the id of the subvolume it is in. */
+  btrfsSubvolIdFd(fd: number): bigint;
+  /** `btrfsSetReadonly` of the subvolume whose root is open as `fd`. */
+  btrfsSetReadonlyFd(fd: number, readonly: boolean): void;
+  /** BTRFS_IOC_SNAP_DESTROY of the entry `name` of the directory open as `dirfd`. */
+  btrfsSubvolDestroyAt(dirfd: number, name: string): void;
 }
