@@ -75,7 +75,25 @@ try {
       return err instanceof ErrnoError && err.code === "ENOTEMPTY";
     }
   });
-  sys.btrfsSubvolDestroy(path.join(mnt, "a"), "inner");
+  check("fd variants", () => {
+    const dirFd = sys.openDir(path.join(mnt, "a"));
+    const innerFd = sys.openDir(path.join(mnt, "a", "inner"));
+    try {
+      sys.btrfsSetReadonlyFd(innerFd, true);
+      const ro = sys.btrfsIsReadonly(path.join(mnt, "a", "inner"));
+      sys.btrfsSetReadonlyFd(innerFd, false);
+      return sys.btrfsSubvolIdFd(dirFd) === id && sys.btrfsSubvolIdFd(innerFd) !== id && ro;
+    } finally {
+      sys.close(innerFd);
+      sys.close(dirFd);
+    }
+  });
+  const aFd = sys.openDir(path.join(mnt, "a"));
+  try {
+    sys.btrfsSubvolDestroyAt(aFd, "inner");
+  } finally {
+    sys.close(aFd);
+  }
   sys.btrfsSubvolDestroy(mnt, "a");
   sys.btrfsSubvolDestroyById(mnt, sys.btrfsSubvolId(path.join(mnt, "ro")));
   check("destroy, by name and by id", () => !fs.existsSync(path.join(mnt, "a")) && !fs.existsSync(path.join(mnt, "ro")));

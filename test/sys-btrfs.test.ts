@@ -148,6 +148,32 @@ describe.skipIf(btrfsUnavailable !== null)(`btrfs ioctls${btrfsUnavailable ? ` (
     expect(fs.existsSync(path.join(m.dir, "outer"))).toBe(false);
   });
 
+  test("the fd variants: subvolume id of an open directory, read-only flag, destroy by name in an open directory", () => {
+    sys.btrfsSubvolCreate(m.dir, "fdv");
+    fs.mkdirSync(path.join(m.dir, "fdv", "plain"));
+    const top = sys.openDir(m.dir);
+    const fd = sys.openDir(path.join(m.dir, "fdv"));
+    const plain = sys.openDir(path.join(m.dir, "fdv", "plain"));
+    try {
+      expect(sys.btrfsSubvolIdFd(fd)).toBe(sys.btrfsSubvolId(path.join(m.dir, "fdv")));
+      expect(sys.btrfsSubvolIdFd(plain)).toBe(sys.btrfsSubvolIdFd(fd));
+      expect(sys.btrfsSubvolIdFd(top)).toBe(5n);
+      sys.btrfsSetReadonlyFd(fd, true);
+      expect(sys.btrfsIsReadonly(path.join(m.dir, "fdv"))).toBe(true);
+      sys.btrfsSetReadonlyFd(fd, false);
+      expect(sys.btrfsIsReadonly(path.join(m.dir, "fdv"))).toBe(false);
+    } finally {
+      sys.close(plain);
+      sys.close(fd);
+    }
+    try {
+      sys.btrfsSubvolDestroyAt(top, "fdv");
+    } finally {
+      sys.close(top);
+    }
+    expect(fs.existsSync(path.join(m.dir, "fdv"))).toBe(false);
+  });
+
   test("destroy by id", () => {
     sys.btrfsSubvolCreate(m.dir, "byid");
     sys.btrfsSubvolDestroyById(m.dir, sys.btrfsSubvolId(path.join(m.dir, "byid")));
