@@ -176,6 +176,15 @@ try {
     }
   });
   {
+    // syncAsync runs on Deno's FFI thread pool; a bad fd must reject, not hang or pass.
+    const d = sys.openDir(mnt);
+    const ok = await sys.syncAsync(d, true).then(() => sys.syncAsync(d, false)).then(() => true, (e) => e);
+    sys.close(d);
+    const bad = await sys.syncAsync(987654, false).then(() => "resolved", (e) => e);
+    check("syncAsync syncs a filesystem and a directory off the main thread, and rejects a bad fd", () =>
+      ok === true && bad instanceof ErrnoError && bad.code === "EBADF");
+  }
+  {
     // removeBeneath is async: its result is checked once it settles.
     fs.mkdirSync(path.join(mnt, "rm", "a", "b"), { recursive: true });
     fs.writeFileSync(path.join(mnt, "keep"), "kept");

@@ -31,6 +31,8 @@ import type { MountInfo } from "../../src/mount/mountinfo.ts";
 import { QuotaImages, checkSize, findMkfs, parseSize } from "./quota.ts";
 import type { StoreLayout } from "../../src/store/home.ts";
 import { assertOwnDir } from "../../src/store/own.ts";
+import type { DriverStats } from "../../src/core/driver-stats.ts";
+import { sizeLimitedUse } from "./stats.ts";
 
 /** How an overlay store made before Home markers looks: its own dot-dirs and layer directories. */
 export const OVERLAY_LAYOUT: StoreLayout = { required: [LINK_DIR, TMP_DIR], optional: [QUOTA_DIR], extra: LAYER_ID_PATTERN };
@@ -294,6 +296,11 @@ class OverlayDriver implements Driver {
 
   layerIds(): Promise<string[]> {
     return this.#store.ids();
+  }
+
+  /** Counts for metrics (`src/core/driver-stats.ts`): layers, mounts held, size-limited layers. */
+  async stats(): Promise<DriverStats> {
+    return { layers: (await this.#store.ids()).length, mounts: this.#mounts.active, sizeLimited: await sizeLimitedUse(this.sys, this.#layout) };
   }
 
   /** Whether the diff operations on (`id`, `parent`) may read the upper dir alone. */

@@ -57,17 +57,15 @@ export async function diskUsage(sys: Sys, dir: string): Promise<{ size: number; 
     for (let rel = stack.pop(); rel !== undefined; rel = stack.pop()) {
       let entries;
       try {
-        entries = tree.list(rel);
+        entries = tree.listStat(rel);
       } catch (err) {
         if (rel !== "" && isGone(err)) continue;
         throw err;
       }
-      for (const e of entries) {
-        const child = rel === "" ? e.name : `${rel}/${e.name}`;
-        const st = tree.stat(child);
-        if (st === null) continue;
-        count(st);
-        if (isDirMode(st.mode)) stack.push(child);
+      for (const { name, stat } of entries) {
+        if (stat === null) continue;
+        count(stat);
+        if (isDirMode(stat.mode)) stack.push(rel === "" ? name : `${rel}/${name}`);
         if (++done % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       }
     }

@@ -92,6 +92,28 @@ export class Tree {
     }
   }
 
+  /**
+   * The entries of directory `rel` with their stats, each looked at inside the one descriptor the
+   * listing used (the fastest walk: no path is resolved per entry); an entry gone since the
+   * listing has a null stat.
+   */
+  listStat(rel: string): { name: string; stat: Stat | null }[] {
+    const [parent, name] = this.#split(rel);
+    const fd = this.#sys.openBeneath(parent, name, O.DIRECTORY);
+    try {
+      return this.#sys.readdirFd(fd).map((e) => {
+        try {
+          return { name: e.name, stat: this.#sys.statAt(fd, e.name) };
+        } catch (err) {
+          if (isGone(err)) return { name: e.name, stat: null };
+          throw err;
+        }
+      });
+    } finally {
+      this.#sys.close(fd);
+    }
+  }
+
   /** The entry `rel` itself (a symlink is not followed), or null when it is gone. */
   stat(rel: string): Stat | null {
     try {

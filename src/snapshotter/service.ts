@@ -45,6 +45,11 @@ export class SnapshotService {
     this.#defaultSize = defaultSize;
   }
 
+  /** The driver serving the snapshots (metrics read its counts). */
+  get driver(): Driver {
+    return this.#driver;
+  }
+
   /** The driver's name ("overlay", "vfs"). */
   get driverName(): string {
     return this.#driver.name;

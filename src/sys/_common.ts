@@ -224,7 +224,7 @@ export function check(ret: Ret, errno: () => number, syscall: string, path?: str
  */
 export function libcSys(
   runtime: string, libc: Libc, errno: () => number, addressOf: (buf: Uint8Array) => number | bigint, options: SysOptions = {},
-): Sys {
+): Omit<Sys, "syncAsync"> {
   /** Run one sized xattr call twice: once to learn the size, then to fill a buffer. */
   const sized = (syscall: string, path: string, call: (buf: Buf, size: number) => Ret): Uint8Array | number => {
     for (;;) {
@@ -398,6 +398,9 @@ export function libcSys(
       return check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0), errno, "open", path);
     },
     openBeneath,
+    openEntry(path, flags) {
+      return check(libc.open(cstr(path, "open"), flags | O_RDONLY_CLOEXEC | O_NOFOLLOW, 0), errno, "open", path);
+    },
     statAt(dirfd, name) {
       const buf = new Uint8Array(STATX_BUF_SIZE);
       check(libc.statx(dirfd, cstr(name, "lstat"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf), errno, "lstat", name);

@@ -3,6 +3,7 @@
  * calls mean is in `_common.ts`, shared with the Deno adapter.
  */
 import { FFIType, dlopen, ptr, read } from "bun:ffi";
+import { ErrnoError } from "../core/errors.ts";
 import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
@@ -81,5 +82,50 @@ export function createSys(options: SysOptions = {}): Sys {
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf), options);
+  const sys = libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf), options);
+  return { ...sys, syncAsync: syncOffThread };
+}
+
+/**
+ * The sync worker's module. compile.sh builds it into the binary as a second entry point, where
+ * every module shares the bundle's URL and entry points keep their place below src/.
+ */
+const WORKER_URL = import.meta.url.startsWith("file:///$bunfs/")
+  ? new URL("./sys/_sync-worker.bun.ts", import.meta.url).href
+  : new URL("./_sync-worker.bun.ts", import.meta.url).href;
+/** What a sync reports when its worker could not run it. */
+const EIO = 5;
+/** Calls waiting for the sync worker, by id. */
+const pending = new Map<number, { resolve: () => void; reject: (err: Error) => void; whole: boolean }>();
+/** Bun's Worker: ref/unref say whether it keeps the process alive (it must not while idle). */
+type BunWorker = Worker & { ref(): void; unref(): void };
+let worker: BunWorker | null = null;
+let nextId = 0;
+
+/** fsync/syncfs in `_sync-worker.bun.ts` (bun:ffi calls block their thread; a worker's thread is not the loop's). */
+function syncOffThread(fd: number, whole: boolean): Promise<void> {
+  if (worker === null) {
+    worker = new Worker(WORKER_URL) as BunWorker;
+    worker.onmessage = (event: MessageEvent<{ id: number; errno: number }>) => {
+      const call = pending.get(event.data.id);
+      if (call === undefined) return;
+      pending.delete(event.data.id);
+      if (event.data.errno === 0) call.resolve();
+      else call.reject(new ErrnoError(call.whole ? "syncfs" : "fsync", event.data.errno));
+      if (pending.size === 0) worker!.unref();
+    };
+    // A worker that cannot start (not built into the binary) fails every call waiting on it, loudly.
+    worker.onerror = (event: ErrorEvent) => {
+      const err = new ErrnoError("sync worker", EIO, event.message);
+      for (const call of pending.values()) call.reject(err);
+      pending.clear();
+      worker = null;
+    };
+  }
+  const id = ++nextId;
+  worker.ref();
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, whole });
+    worker!.postMessage({ id, fd, whole });
+  });
 }

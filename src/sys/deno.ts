@@ -2,6 +2,7 @@
  * `Sys` over `Deno.dlopen`. Only the symbol table and the errno reader live here; everything the
  * calls mean is in `_common.ts`, shared with the Bun adapter.
  */
+import { ErrnoError } from "../core/errors.ts";
 import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
@@ -66,6 +67,10 @@ const SYMBOLS = {
   fsync: { parameters: ["i32"], result: "i32" },
   /** int syncfs(int fd) */
   syncfs: { parameters: ["i32"], result: "i32" },
+  /** fsync on Deno's FFI thread pool: the promise settles when it returns (errno stays on that thread). */
+  fsync_nonblocking: { name: "fsync", parameters: ["i32"], result: "i32", nonblocking: true },
+  /** syncfs, likewise. */
+  syncfs_nonblocking: { name: "syncfs", parameters: ["i32"], result: "i32", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -76,14 +81,26 @@ const SYMBOLS = {
  */
 export function createSys(options: SysOptions = {}): Sys {
   const lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  const { __errno_location, ...libc } = lib.symbols;
+  const { __errno_location, fsync_nonblocking, syncfs_nonblocking, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys(
+  const sys = libcSys(
     "deno",
     libc,
     () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
     (buf) => Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)),
     options,
   );
+  const syncAsync = async (fd: number, whole: boolean): Promise<void> => {
+    if ((await (whole ? syncfs_nonblocking(fd) : fsync_nonblocking(fd))) !== -1) return;
+    // The errno of a call on the pool's thread cannot be read here: ask again on this one, which
+    // names the error (EBADF, EIO) unless the writeback error was already reported and cleared.
+    if (whole) sys.syncfs(fd);
+    else sys.fsync(fd);
+    throw new ErrnoError(whole ? "syncfs" : "fsync", EIO);
+  };
+  return { ...sys, syncAsync };
 }
+
+/** What a failed sync reports when the kernel no longer says why: an I/O error. */
+const EIO = 5;

@@ -156,6 +156,8 @@ export interface Sys {
    * is missing (Linux < 5.6), one O_NOFOLLOW openat per component.
    */
   openBeneath(dirfd: number, path: string, flags: number): number;
+  /** open(path, flags | O_NOFOLLOW | O_CLOEXEC): the entry itself (ELOOP for a symlink), flags from `O`. */
+  openEntry(path: string, flags: number): number;
   /** statx(dirfd, name, AT_SYMLINK_NOFOLLOW): the entry itself, resolved below an open directory. */
   statAt(dirfd: number, name: string): Stat;
   /** Every entry left to read in the directory open as `fd` (which stays open), without "." and "..". */
@@ -168,6 +170,11 @@ export interface Sys {
   fsync(fd: number): void;
   /** syncfs(2): write back every dirty page of the filesystem `fd` is on. */
   syncfs(fd: number): void;
+  /**
+   * syncfs(2) (`whole`) or fsync(2) of `fd` on another thread, so a long writeback never stalls the
+   * event loop; rejects with ErrnoError. `fd` must stay open until it settles.
+   */
+  syncAsync(fd: number, whole: boolean): Promise<void>;
 
   // btrfs (src/sys/_btrfs-calls.ts): each an ioctl on a directory opened O_NOFOLLOW.
   /** BTRFS_IOC_SUBVOL_CREATE: a new empty subvolume `dir/name`. */
