@@ -212,6 +212,9 @@ describe(named("btrfs size limits (qgroups)"), () => {
       expect(sys.btrfsIsReadonly(path.join(home, "btrfs", "subvolumes", "1"))).toBe(true);
     } finally {
       await service.close();
+      // bun:sqlite closes the database files once its cached statements are collected: collect
+      // them now, or their fds close during a later file's count of open fds.
+      Bun.gc(true);
     }
   });
 
