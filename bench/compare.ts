@@ -2,7 +2,10 @@
  * Side-by-side benchmark: the same workload on the same dockerd binary with its built-in overlay2
  * and with strata's drivers (compiled binary), one run, ratios against overlay2.
  *
- *   ./compile.sh && node_modules/.bin/bun bench/compare.ts [--rounds 3] [--mb 200]
+ *   ./compile.sh && node_modules/.bin/bun bench/compare.ts [--rounds 3] [--mb 200] [--drivers overlay,vfs]
+ *
+ * `--drivers` picks strata's drivers (btrfs needs the temp dir on btrfs, e.g. through
+ * `bash scripts/with-btrfs-tmp.sh --quota …`, which puts every subject's data root there).
  *
  * Needs root and docker.io (scripts/install-test-deps.sh). Prints a Markdown table.
  */
@@ -11,14 +14,15 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { E2EEnv, type StorageChoice, makeBusyboxImageTar, run, succeeded } from "../test/e2e/harness.ts";
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, mb: { type: "string", default: "200" } } });
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "3" }, mb: { type: "string", default: "200" }, drivers: { type: "string", default: "overlay,vfs" } },
+});
 const ROUNDS = Number(values.rounds);
 const MB = Number(values.mb);
 
 const STORAGES: Array<[string, StorageChoice]> = [
   ["overlay2 (built-in)", { builtin: "overlay2" }],
-  ["strata overlay", { plugin: { command: [path.resolve("dist/strata")], driver: "overlay", logLevel: "warn" } }],
-  ["strata vfs", { plugin: { command: [path.resolve("dist/strata")], driver: "vfs", logLevel: "warn" } }],
+  ...values.drivers.split(",").map((d): [string, StorageChoice] => [`strata ${d}`, { plugin: { command: [path.resolve("dist/strata")], driver: d, logLevel: "warn" } }]),
 ];
 
 /** An image tar: busybox plus MB megabytes in 1000 files under /data. */

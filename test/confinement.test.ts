@@ -17,6 +17,8 @@ import { MARKER_FILE } from "../src/store/home.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { findMkfs } from "../drivers/overlay/quota.ts";
 import { bytesOf, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
+import { btrfsUnavailable, removeBtrfsTree } from "./helpers/btrfs-root.ts";
+import { makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { unmountBelow } from "./helpers/mounts.ts";
 import { TEST_DRIVERS } from "./helpers/drivers.ts";
 import { shortName } from "../drivers/erofs/short-links.ts";
@@ -68,7 +70,17 @@ const CASES: Case[] = [
       ["base/image", "dir", false],
     ],
   },
+  {
+    name: "btrfs",
+    skip: btrfsUnavailable,
+    internal: ["tmp", "meta", "subvolumes"],
+    lookalikes: { "tmp/new-ghost-1-1": "", "tmp/rm-ghost-1-1": "", "meta/ghost": "file", "subvolumes/ghost": "" },
+    layerEntries: [["subvolumes/ID", "dir", true], ["meta/ID", "file", false]],
+  },
 ];
+
+/** Delete a tree of the store (btrfs: its subvolumes, frozen ones included, through the ioctls). */
+const removeStoreTree = (c: Case, p: string) => (c.name === "btrfs" ? removeBtrfsTree(p) : fs.rmSync(p, { recursive: true, force: true }));
 
 for (const c of CASES) {
   const it = (name: string, fn: () => Promise<void>, timeout = 60_000) => test.skipIf(c.skip !== null)(`${name}${c.skip ? ` (skipped: ${c.skip})` : ""}`, fn, timeout);
@@ -83,7 +95,7 @@ for (const c of CASES) {
 
     beforeEach(async () => {
       if (c.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-confine-${c.name}-`));
+      root = makeTempRoot(c.name, `strata-confine-${c.name}-`);
       home = path.join(root, "home");
       sentinel = path.join(root, "sentinel");
       // Looks like a layer and holds what strata would delete or write: nothing of it may change.
@@ -100,7 +112,7 @@ for (const c of CASES) {
       await driver?.cleanup().catch(() => {});
       driver = undefined;
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     /** Everything a user of the store does, each allowed to fail but none to reach the sentinel. */
@@ -118,7 +130,7 @@ for (const c of CASES) {
 
     it("symlinks planted in every internal directory: recovery, Cleanup, Remove and the diffs leave the sentinel alone", async () => {
       await driver!.cleanup();
-      for (const dir of [...c.internal, "", ...(c.name !== "vfs" ? ["base", "rw"] : [])]) {
+      for (const dir of [...c.internal, "", ...(c.name === "overlay" || c.name === "erofs" ? ["base", "rw"] : [])]) {
         fs.symlinkSync(sentinel, path.join(home, dir, "evil-dir"));
         fs.symlinkSync(path.join(sentinel, "file"), path.join(home, dir, "evil-file"));
       }
@@ -141,7 +153,7 @@ for (const c of CASES) {
         await driver!.cleanup();
         driver = undefined;
         fs.cpSync(path.join(home, dir), path.join(sentinel, "copy"), { recursive: true });
-        fs.rmSync(path.join(home, dir), { recursive: true });
+        removeStoreTree(c, path.join(home, dir));
         fs.symlinkSync(path.join(sentinel, "copy"), path.join(home, dir));
         const before = sentinelTree();
         const homeBefore = snapshot(home, sys, { dirMtimes: true });
@@ -160,7 +172,7 @@ for (const c of CASES) {
         await driver!.put("rw");
         await driver!.cleanup();
         const at = path.join(home, entry.replace("ID", "rw"));
-        fs.rmSync(at, { recursive: true, force: true });
+        removeStoreTree(c, at);
         fs.symlinkSync(path.join(sentinel, kind === "dir" ? "diff" : "link"), at);
         const before = sentinelTree();
         const d = await init();
@@ -179,14 +191,14 @@ for (const c of CASES) {
     let driver: Driver;
     beforeEach(async () => {
       if (c.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-idlen-${c.name}-`));
+      root = makeTempRoot(c.name, `strata-idlen-${c.name}-`);
       driver = await initDriver(c.name, { home: path.join(root, "home"), options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
     });
     afterEach(async () => {
       if (c.skip) return;
       await driver.cleanup();
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     it("200 to 255 characters work through every method", async () => {
@@ -211,10 +223,10 @@ for (const c of CASES) {
         expect(await driver.exists(base)).toBe(false);
       }
       const home = path.join(root, "home");
-      const tmp = c.name === "vfs" ? "tmp" : ".tmp";
+      const tmp = c.name === "overlay" || c.name === "erofs" ? ".tmp" : "tmp";
       expect(fs.readdirSync(path.join(home, tmp))).toEqual([]);
       if (c.name === "erofs") expect(fs.readdirSync(home).filter((n) => !n.startsWith("."))).toEqual([]);
-      else expect(fs.readdirSync(path.join(home, c.name === "vfs" ? "dir" : ".l"))).toEqual([]);
+      else expect(fs.readdirSync(path.join(home, { vfs: "dir", btrfs: "subvolumes" }[c.name] ?? ".l"))).toEqual([]);
     }, 120_000);
 
     if (c.name === "overlay") {

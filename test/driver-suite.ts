@@ -22,6 +22,10 @@ export interface SuiteOptions {
   newDriver(home: string): Promise<Driver>;
   /** When set, every case is skipped with this reason. */
   skip?: string;
+  /** Where each case's temp root goes (default: the system temp dir). */
+  tmpRoot?: () => string;
+  /** Delete a case's temp root (default: fs.rmSync). */
+  removeRoot?: (root: string) => void;
 }
 
 const CAP = new Uint8Array([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -57,7 +61,7 @@ export function runDriverSuite(opts: SuiteOptions): void {
     let driver: Driver;
     beforeEach(async () => {
       if (opts.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-${opts.name}-`));
+      root = fs.mkdtempSync(path.join(opts.tmpRoot?.() ?? os.tmpdir(), `strata-${opts.name}-`));
       driver = await opts.newDriver(path.join(root, "home"));
     });
     afterEach(async () => {
@@ -65,7 +69,8 @@ export function runDriverSuite(opts: SuiteOptions): void {
       await driver.cleanup();
       // Cleanup keeps what holds layers (a size-limited layer's own filesystem): unmount it to delete the root.
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      if (opts.removeRoot) opts.removeRoot(root);
+      else fs.rmSync(root, { recursive: true, force: true });
     });
     const it = (name: string, fn: () => Promise<void>, timeout = 30_000) => test.skipIf(!!opts.skip)(name, fn, timeout);
     const withDir = async <T>(id: string, fn: (dir: string) => T | Promise<T>): Promise<T> => {

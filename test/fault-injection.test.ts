@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { FAULT, FAULT_ENV, FAULT_MID_EXTRACT_ENTRIES, type FaultName } from "../src/core/fault.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { entry, file, makeTar } from "./helpers/layer-tar.ts";
-import { TEST_DRIVERS, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, rootUnavailable, sizeLimitsUnavailable, makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { type ChildExit, PluginChild } from "./helpers/plugin-child.ts";
 import type { RawResponse } from "./helpers/raw-http.ts";
 import { type NodeInfo, snapshot } from "./helpers/tree.ts";
@@ -83,11 +83,11 @@ const removeVictim = (p: PluginChild) => p.call("GraphDriver.Remove", { ID: VICT
 const CASES: FaultCase[] = [
   {
     point: FAULT.createBeforeRename, via: "Create", prepare: async () => {}, fatal: createVictim("Create"),
-    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent", erofs: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", btrfs: "absent", "overlay-sized": "absent", erofs: "absent" },
   },
   {
     point: FAULT.createBeforeRename, via: "CreateReadWrite", prepare: async () => {}, fatal: createVictim("CreateReadWrite"),
-    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent", erofs: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", btrfs: "absent", "overlay-sized": "absent", erofs: "absent" },
   },
   {
     // The image is complete once placed: the next start mounts it and the layer is there, empty.
@@ -96,22 +96,22 @@ const CASES: FaultCase[] = [
   },
   {
     point: FAULT.applyMidExtract, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
-    fatal: applyVictim, outcome: { vfs: "unchanged", overlay: "unchanged", "overlay-sized": "unchanged", erofs: "unchanged" },
+    fatal: applyVictim, outcome: { vfs: "unchanged", overlay: "unchanged", btrfs: "unchanged", "overlay-sized": "unchanged", erofs: "unchanged" },
   },
   {
     // vfs stops between moving the old tree out and the new one in: recovery finishes the swap.
-    // overlay's swap is one renameat2(RENAME_EXCHANGE): not reached means not done. erofs's image
+    // overlay's and btrfs's swap is one renameat2(RENAME_EXCHANGE): not reached means not done. erofs's image
     // is renamed into the layer last: not reached, the layer has none.
     point: FAULT.applyBeforeSwap, via: "ApplyDiff", prepare: async (p) => void (await p.ok("GraphDriver.Create", { ID: VICTIM, Parent: "kept" })),
-    fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged", "overlay-sized": "unchanged", erofs: "unchanged" },
+    fatal: applyVictim, outcome: { vfs: "applied", overlay: "unchanged", btrfs: "unchanged", "overlay-sized": "unchanged", erofs: "unchanged" },
   },
   {
     point: FAULT.removeBeforeDelete, via: "Remove", prepare: appliedVictim("Create"), fatal: removeVictim,
-    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent", erofs: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", btrfs: "absent", "overlay-sized": "absent", erofs: "absent" },
   },
   {
     point: FAULT.removeBeforeDelete, via: "Remove of a container layer", prepare: appliedVictim("CreateReadWrite"), fatal: removeVictim,
-    outcome: { vfs: "absent", overlay: "absent", "overlay-sized": "absent", erofs: "absent" },
+    outcome: { vfs: "absent", overlay: "absent", btrfs: "absent", "overlay-sized": "absent", erofs: "absent" },
   },
   {
     // Unmounted but its image still in place: the layer comes back whole rather than half deleted.
@@ -164,7 +164,7 @@ for (const drv of DRIVERS) {
 
     beforeEach(() => {
       if (drv.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-fault-${drv.name}-`));
+      root = makeTempRoot(drv.driver, `strata-fault-${drv.name}-`);
       home = path.join(root, "home");
       plugins = [];
       start = async (fault) => {
@@ -184,7 +184,7 @@ for (const drv of DRIVERS) {
       if (drv.skip) return;
       for (const p of plugins) await p.stop();
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     for (const c of CASES.filter((c) => c.outcome[drv.name] !== undefined)) {
@@ -238,9 +238,10 @@ for (const drv of DRIVERS) {
           expect(await layerSnapshot(second, VICTIM)).toEqual(await layerSnapshot(second, "reference"));
           await second.ok("GraphDriver.Remove", { ID: "reference" });
         }
-        if (drv.name === "vfs") {
+        if (drv.name === "vfs" || drv.name === "btrfs") {
           // A parent record without its layer would make a later layer of the same ID look like a child.
-          expect(fs.readdirSync(path.join(home, "meta")).sort()).toEqual(fs.readdirSync(path.join(home, "dir")).sort());
+          const layers = drv.name === "vfs" ? "dir" : "subvolumes";
+          expect(fs.readdirSync(path.join(home, "meta")).sort()).toEqual(fs.readdirSync(path.join(home, layers)).sort());
         } else if (drv.driver === "overlay") {
           for (const link of fs.readdirSync(path.join(home, ".l"))) {
             const id = /^\.\.\/([^/]+)\/diff$/.exec(fs.readlinkSync(path.join(home, ".l", link)))?.[1];

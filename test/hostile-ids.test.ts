@@ -11,7 +11,7 @@ import type { Driver } from "../src/core/driver.ts";
 import { InvalidRequestError } from "../src/core/errors.ts";
 import { silentLogger } from "../src/core/log.ts";
 import { createSys } from "../src/sys/bun.ts";
-import { TEST_DRIVERS, newDriver } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, newDriver, makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { file, makeTar, streamOf } from "./helpers/layer-tar.ts";
 import { snapshot } from "./helpers/tree.ts";
 import { unmountBelow } from "./helpers/mounts.ts";
@@ -34,7 +34,7 @@ for (const [name, newDriver, skip] of drivers) {
     let driver: Driver;
     beforeEach(async () => {
       if (skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-ids-${name}-`));
+      root = makeTempRoot(name, `strata-ids-${name}-`);
       home = path.join(root, "home");
       fs.mkdirSync(path.join(root, "outside"));
       fs.writeFileSync(path.join(root, "outside", "keep"), "precious");
@@ -47,7 +47,7 @@ for (const [name, newDriver, skip] of drivers) {
       if (skip) return;
       await driver.cleanup();
       unmountBelow(sys, root);
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     /** Every method, with `bad` as the layer ID or as the parent ("" is a legal parent: none, or the layer's own). */

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { TEST_DRIVERS } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 import { createApp, fixedSource } from "../src/graphdriver/app.ts";
 import type { Driver, DriverConfig } from "../src/core/driver.ts";
 import { silentLogger } from "../src/core/log.ts";
@@ -51,7 +51,7 @@ for (const [name, init, skip] of DRIVERS) {
 
     beforeEach(async () => {
       if (skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), `strata-hostile-${name}-`));
+      root = makeTempRoot(name, `strata-hostile-${name}-`);
       outside = path.join(root, "outside");
       fs.mkdirSync(outside);
       fs.writeFileSync(path.join(outside, "sentinel"), "keep me");
@@ -67,7 +67,7 @@ for (const [name, init, skip] of DRIVERS) {
     afterEach(async () => {
       if (skip) return;
       await driver.cleanup();
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
 
     const contents = async (id: string) => {

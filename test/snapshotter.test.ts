@@ -20,7 +20,7 @@ import type { Driver } from "../src/core/driver.ts";
 import { openDatabase } from "../src/store/sqlite/bun.ts";
 import { createSys } from "../src/sys/bun.ts";
 import type { Mount } from "../src/snapshotter/gen/github.com/containerd/containerd/api/types/mount.ts";
-import { TEST_DRIVERS, named, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, makeTempRoot, named, removeTempRoot, rootUnavailable, sizeLimitsUnavailable } from "./helpers/drivers.ts";
 import { mountsBelow, unmountBelow } from "./helpers/mounts.ts";
 import { SnapClient, failure } from "./helpers/snapshot-client.ts";
 import { compactedDataLength } from "../src/snapshotter/mount-fit.ts";
@@ -31,12 +31,15 @@ const DRIVERS = TEST_DRIVERS.map((d) => ({ name: d.name, skip: d.skip ?? rootUna
 
 /** One snapshotter on a fresh root, served on a socket in it. */
 class Instance {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
-  socket = path.join(this.root, "s.sock");
+  readonly root: string;
+  readonly socket: string;
   service!: SnapshotService;
   server!: SnapshotServer;
   client!: SnapClient;
-  constructor(readonly driver: string, readonly size = "") {}
+  constructor(readonly driver: string, readonly size = "") {
+    this.root = makeTempRoot(driver, "strata-snap-");
+    this.socket = path.join(this.root, "s.sock");
+  }
   get store(): string {
     return path.join(this.root, "store");
   }
@@ -56,7 +59,7 @@ class Instance {
   async destroy(): Promise<void> {
     await this.stop();
     unmountBelow(sys, this.root);
-    fs.rmSync(this.root, { recursive: true, force: true });
+    removeTempRoot(this.root);
   }
   /**
    * Perform `mounts` on a fresh dir under the root, as containerd's mount package would (mount(8)
@@ -240,7 +243,7 @@ for (const d of DRIVERS) {
       await c.commit("R", "r");
       await c.prepare("r2", "R");
       const home = path.join(inst.store, d.name);
-      const layers = () => fs.readdirSync(path.join(home, d.name === "vfs" ? "dir" : "")).filter((n) => !n.startsWith(".")).sort();
+      const layers = () => fs.readdirSync(path.join(home, { vfs: "dir", btrfs: "subvolumes" }[d.name as string] ?? "")).filter((n) => !n.startsWith(".")).sort();
       expect(layers()).toEqual(["1", "2"]);
       // A layer made behind the records' back (what a failure outside strata could leave), while stopped.
       await inst.stop();
@@ -260,7 +263,7 @@ for (const d of DRIVERS) {
     test.skipIf(d.skip !== null)(named("Cleanup racing Prepare, Commit and Remove takes no layer a record names and leaves no orphan", d.skip), async () => {
       const c = inst.client;
       const home = path.join(inst.store, d.name);
-      const layers = () => fs.readdirSync(path.join(home, d.name === "vfs" ? "dir" : "")).filter((n) => !n.startsWith(".")).sort();
+      const layers = () => fs.readdirSync(path.join(home, { vfs: "dir", btrfs: "subvolumes" }[d.name as string] ?? "")).filter((n) => !n.startsWith(".")).sort();
       await c.prepare("base");
       await c.commit("BASE", "base");
       const work = Array.from({ length: 20 }, async (_, i) => {
@@ -424,7 +427,7 @@ describe("snapshotter (overlay): size limits", () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
     try {
       await expect(openSnapshotter({ driver: "vfs", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1G" }))
-        .rejects.toThrow("Invalid --size 1G: the vfs driver has no size limits (overlay has)");
+        .rejects.toThrow("Invalid --size 1G: the vfs driver has no size limits (overlay and btrfs have)");
       await expect(openSnapshotter({ driver: "overlay", root, socket: path.join(root, "s"), log: silentLogger, sys, openDatabase, size: "1M" }))
         .rejects.toThrow("Invalid --size 1M: below the minimum of 16M");
       expect(fs.readdirSync(root)).toEqual([]);

@@ -15,7 +15,7 @@ import { silentLogger } from "../src/core/log.ts";
 import { Plugin } from "../src/graphdriver/plugin.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { bytesOf, entry, file, makeTar, streamOf } from "./helpers/layer-tar.ts";
-import { TEST_DRIVERS } from "./helpers/drivers.ts";
+import { TEST_DRIVERS, makeTempRoot, removeTempRoot } from "./helpers/drivers.ts";
 
 const sys = createSys();
 const isRoot = process.getuid?.() === 0;
@@ -76,13 +76,13 @@ for (const c of cases) {
     let driver: Driver;
     beforeEach(async () => {
       if (c.skip) return;
-      root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-userns-"));
+      root = makeTempRoot(c.name, "strata-userns-");
       driver = await c.init({ home: path.join(root, "home"), options: {}, uidMaps, gidMaps, sys, log: silentLogger });
     });
     afterEach(async () => {
       if (c.skip) return;
       await driver.cleanup();
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     });
     const it = (name: string, fn: () => Promise<void>) => test.skipIf(!!c.skip)(c.skip ? `${name} (skipped: ${c.skip})` : name, fn);
 
@@ -226,7 +226,7 @@ describe("userns-remap through Init", () => {
       expect(owner(await driver.get("base", ""))).toEqual([UID_BASE, GID_BASE]);
       await driver.put("base");
     } finally {
-      fs.rmSync(root, { recursive: true, force: true });
+      removeTempRoot(root);
     }
   });
 });

@@ -71,7 +71,7 @@ snapshotter options (containerd's proxy snapshotter over gRPC):
   --driver      storage driver; default ${SNAPSHOTTER_DEFAULTS.driver}
   --socket      unix socket to listen on; default ${SNAPSHOTTER_DEFAULTS.socket}
   --root        where snapshots and their records live; default ${SNAPSHOTTER_DEFAULTS.root}
-  --size        size limit of every container's snapshot, e.g. 10G (overlay; not of layers containerd unpacks);
+  --size        size limit of every container's snapshot, e.g. 10G (overlay, btrfs; not of layers containerd unpacks);
                 the label containerd.io/snapshot/strata.size on Prepare sets one snapshot's ("0": none)
   --log-level   default ${DEFAULTS.logLevel}
   --log-format  text (default) or json

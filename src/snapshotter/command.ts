@@ -32,6 +32,9 @@ export interface SnapshotterCommand {
   listenTcp?: ListenTcp;
 }
 
+/** The drivers that take a size limit. */
+const SIZED_DRIVERS = ["overlay", "btrfs"];
+
 /** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
 export async function openSnapshotter(cmd: SnapshotterCommand): Promise<SnapshotService> {
   await fs.mkdir(cmd.root, { recursive: true, mode: 0o700 });
@@ -39,14 +42,14 @@ export async function openSnapshotter(cmd: SnapshotterCommand): Promise<Snapshot
   if (size !== "") {
     const bytes = parseSize(size);
     if (bytes < MIN_SIZE) throw new InvalidRequestError(`Invalid --size ${size}: below the minimum of ${MIN_SIZE >> 20}M`);
-    if (cmd.driver !== "overlay" && cmd.driver !== "auto") throw new InvalidRequestError(`Invalid --size ${size}: the ${cmd.driver} driver has no size limits (overlay has)`);
+    if (!SIZED_DRIVERS.includes(cmd.driver) && cmd.driver !== "auto") throw new InvalidRequestError(`Invalid --size ${size}: the ${cmd.driver} driver has no size limits (overlay and btrfs have)`);
   }
   const names = cmd.driver === "auto" ? await autoCandidates(cmd.root) : [cmd.driver];
   return await firstAvailable(names, async (name) => {
     const driver = await initDriver(name, { home: path.join(cmd.root, name), options: {}, uidMaps: [], gidMaps: [], sys: cmd.sys, log: cmd.log });
-    if (size !== "" && driver.name !== "overlay") {
+    if (size !== "" && !SIZED_DRIVERS.includes(driver.name)) {
       await driver.cleanup();
-      throw new InvalidRequestError(`Invalid --size ${size}: the ${driver.name} driver has no size limits (overlay has)`);
+      throw new InvalidRequestError(`Invalid --size ${size}: the ${driver.name} driver has no size limits (overlay and btrfs have)`);
     }
     const service = new SnapshotService(driver, new Metadata(cmd.openDatabase(path.join(cmd.root, `${name}.db`))), cmd.log, size);
     await service.recover();

@@ -5,6 +5,7 @@
  */
 import { ErrnoError } from "../core/errors.ts";
 import { attachLoop } from "./_loop.ts";
+import { btrfsCalls } from "./_btrfs-calls.ts";
 import type { Dirent, Stat, StatFs, Sys, Timespec } from "./types.ts";
 
 /** `AT_FDCWD` from <fcntl.h>: resolve relative paths against the working directory. */
@@ -426,5 +427,6 @@ export function libcSys(
     syncfs(fd) {
       check(libc.syncfs(fd), errno, "syncfs");
     },
+    ...btrfsCalls(libc, errno, cstr, addressOf, O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW),
   };
 }

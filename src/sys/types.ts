@@ -93,6 +93,9 @@ export interface LoopDevice {
   fd: number;
 }
 
+export type { BtrfsFsInfo, BtrfsQgroup, BtrfsQuotaStatus } from "./_btrfs.ts";
+import type { BtrfsFsInfo, BtrfsQgroup, BtrfsQuotaStatus } from "./_btrfs.ts";
+
 /** The libc surface strata uses. */
 export interface Sys {
   /** Which runtime's FFI backs this instance ("bun" or "deno"). */
@@ -172,4 +175,36 @@ export interface Sys {
    * event loop; rejects with ErrnoError. `fd` must stay open until it settles.
    */
   syncAsync(fd: number, whole: boolean): Promise<void>;
+
+  // btrfs (src/sys/_btrfs-calls.ts): each an ioctl on a directory opened O_NOFOLLOW.
+  /** BTRFS_IOC_SUBVOL_CREATE: a new empty subvolume `dir/name`. */
+  btrfsSubvolCreate(dir: string, name: string): void;
+  /** BTRFS_IOC_SNAP_CREATE_V2: `dir/name` becomes a snapshot of the subvolume `source`, read-only when asked. */
+  btrfsSnapshot(source: string, dir: string, name: string, readonly: boolean): void;
+  /** BTRFS_IOC_SNAP_DESTROY: delete the subvolume `dir/name` (ENOTEMPTY while it holds other subvolumes). */
+  btrfsSubvolDestroy(dir: string, name: string): void;
+  /** BTRFS_IOC_SNAP_DESTROY_V2 by id, on any directory of the filesystem. */
+  btrfsSubvolDestroyById(fsPath: string, subvolId: bigint): void;
+  /** BTRFS_IOC_INO_LOOKUP: the id of the subvolume holding `path` (its qgroup is 0/id). */
+  btrfsSubvolId(path: string): bigint;
+  /** BTRFS_IOC_SUBVOL_GETFLAGS: whether the subvolume `path` is read-only. */
+  btrfsIsReadonly(path: string): boolean;
+  /** BTRFS_IOC_SUBVOL_SETFLAGS: set or clear the read-only flag of the subvolume `path`. */
+  btrfsSetReadonly(path: string, readonly: boolean): void;
+  /** BTRFS_IOC_FS_INFO of the filesystem holding `path`. */
+  btrfsFsInfo(path: string): BtrfsFsInfo;
+  /** The quota status item (BTRFS_IOC_TREE_SEARCH of the quota tree); null when quotas are off. */
+  btrfsQuotaStatus(path: string): BtrfsQuotaStatus | null;
+  /** BTRFS_IOC_QGROUP_LIMIT: limit the referenced bytes of the subvolume `path` (null: no limit). */
+  btrfsQgroupLimit(path: string, maxReferenced: bigint | null): void;
+  /** The accounting and limit of qgroup `qgroupId` (TREE_SEARCH); null when quotas are off or it has none. */
+  btrfsQgroup(path: string, qgroupId: bigint): BtrfsQgroup | null;
+  /** BTRFS_IOC_QGROUP_CREATE with create = 0: delete qgroup `qgroupId`. */
+  btrfsQgroupDestroy(path: string, qgroupId: bigint): void;
+  /** BTRFS_IOC_INO_LOOKUP on an open directory: the id of the subvolume it is in. */
+  btrfsSubvolIdFd(fd: number): bigint;
+  /** `btrfsSetReadonly` of the subvolume whose root is open as `fd`. */
+  btrfsSetReadonlyFd(fd: number, readonly: boolean): void;
+  /** BTRFS_IOC_SNAP_DESTROY of the entry `name` of the directory open as `dirfd`. */
+  btrfsSubvolDestroyAt(dirfd: number, name: string): void;
 }

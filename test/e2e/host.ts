@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { removeBtrfsTree } from "../helpers/btrfs-root.ts";
 import { describeResult, E2EFailure, run } from "./command.ts";
 
 /** Where dockerd reads plugin spec files (moby pkg/plugins/discovery.go: specsPaths). */
@@ -235,7 +236,13 @@ export function logTail(file: string, lines = 60, title = path.basename(file), s
 export async function removeTempRoot(dir: string): Promise<{ killed: string[]; unmounted: string[] }> {
   const killed = await killProcessesUnder(dir);
   const unmounted = await unmountUnder(dir);
-  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch (err) {
+    // A btrfs store left behind holds read-only subvolumes (frozen layers), which only the ioctls undo.
+    if ((err as { code?: string }).code !== "EROFS") throw err;
+    removeBtrfsTree(dir);
+  }
   return { killed, unmounted };
 }
 
