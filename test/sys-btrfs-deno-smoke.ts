@@ -113,5 +113,6 @@ try {
   fs.rmSync(root, { recursive: true, force: true });
 }
 
-console.log(`sys-btrfs-deno-smoke: ${passed} passed, ${failed} failed`);
+// The closing line scripts/test.sh counts.
+console.log(`${passed} passed, ${failed} failed`);
 if (failed > 0) Deno.exit(1);
