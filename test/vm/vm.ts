@@ -76,6 +76,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /modules/order); do insmod /modules/$m || echo "strata-vm: insmod $m failed"; done
+# Only the kernel's errors on the console: its notices (overlay refusing a probe option) would
+# interleave with the job's output.
+echo 3 >/proc/sys/kernel/printk
 mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 host /host || echo "strata-vm: cannot mount the 9p root"
 mount -t proc proc /host/proc
@@ -92,8 +95,9 @@ else
 fi
 cp -a /vm /host/run/vm
 echo "strata-vm: up in $(cut -d' ' -f1 /proc/uptime) s, kernel $(uname -r)"
-chroot /host /bin/bash /run/vm/job.sh </dev/console >/dev/console 2>&1
-echo "${EXIT_MARK}$?"
+# Through a pipe, not the tty: programs see no terminal (no colours, no tty write quirks), and cat
+# does the blocking writes to the slow serial line.
+{ chroot /host /bin/bash /run/vm/job.sh </dev/null 2>&1; echo "${EXIT_MARK}$?"; } | cat >/dev/console
 sync
 poweroff -f
 `;
@@ -105,8 +109,8 @@ export interface VmOptions {
   job: string;
   /** Extra files for the job, under /run/vm/ in the guest. */
   files?: Record<string, string | Uint8Array>;
-  /** A raw disk image for /tmp (a tmpfs when absent). */
-  disk?: string;
+  /** Raw disk images: the first is /dev/vda, mounted (ext4) at /tmp (a tmpfs when there is none); the rest vdb, vdc… */
+  disks?: string[];
   memoryMiB?: number;
   cpus?: number;
   /** SIGKILL qemu after this long (a hung guest). */
@@ -153,7 +157,7 @@ function _initramfs(dir: string, kernelDir: string, job: string, files: Record<s
 /**
  * Boot once and run `job`.
  * @example
- * const vm = bootVm({ kernelDir, job: "uname -r", disk });
+ * const vm = bootVm({ kernelDir, job: "uname -r", disks: [disk] });
  * const { exitCode, lines } = await vm.done;
  */
 export function bootVm(opts: VmOptions): RunningVm {
@@ -166,7 +170,7 @@ export function bootVm(opts: VmOptions): RunningVm {
     "-append", "console=ttyS0 quiet panic=-1 rdinit=/init",
     "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
   ];
-  if (opts.disk) args.push("-drive", `file=${opts.disk},format=raw,if=virtio,cache=none,aio=threads`);
+  for (const disk of opts.disks ?? []) args.push("-drive", `file=${disk},format=raw,if=virtio,cache=none,aio=threads`);
   const started = Date.now();
   const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
@@ -201,8 +205,13 @@ export function bootVm(opts: VmOptions): RunningVm {
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (chunk: string) => (stderr += chunk));
   (vm as { done: Promise<VmResult> }).done = new Promise((resolve) => {
-    child.on("close", (code) => {
+    // "close" waits for every copy of qemu's stdout; a killed qemu is done at "exit", with whatever
+    // the pipe still holds read within a moment.
+    let ended = false;
+    child.stdout.on("end", () => (ended = true));
+    child.on("exit", async (code) => {
       clearTimeout(timer);
+      for (let i = 0; i < 40 && !ended; i++) await new Promise((r) => setTimeout(r, 50));
       if (partial) lines.push(partial);
       if (code !== 0 && !killed) lines.push(`strata-vm: qemu exited ${code}: ${stderr.trim()}`);
       fs.rmSync(dir, { recursive: true, force: true });
