@@ -33,8 +33,8 @@ export async function lowerdirPlusUnavailable(sys: Sys): Promise<string | null> 
   try {
     await detectHost(sys, dir, { method: "fsconfig", nativeDiff: true });
     return null;
-  } catch (err) {
-    return `this kernel (${os.release()}) has no fsconfig lowerdir+ (Linux 6.8): ${(err as Error).message}`;
+  } catch {
+    return `this kernel (${os.release()}) has no fsconfig lowerdir+ (Linux 6.8 and later)`;
   } finally {
     unmountBelow(sys, dir);
     fs.rmSync(dir, { recursive: true, force: true });

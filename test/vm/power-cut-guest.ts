@@ -25,7 +25,7 @@ import { type LoggedOp, expectedFrom, layerFiles, logLine, prng, viewOf } from "
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const SOCKET = "/run/strata.sock";
-const HOME = "/tmp/home";
+const HOME = "/tmp/store";
 const STATE = "/tmp/state";
 /** The deepest chain the load builds (deep enough for lower chains, short enough to stay fast). */
 const MAX_DEPTH = 6;

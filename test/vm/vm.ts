@@ -95,9 +95,19 @@ else
 fi
 cp -a /vm /host/run/vm
 echo "strata-vm: up in $(cut -d' ' -f1 /proc/uptime) s, kernel $(uname -r)"
-# Through a pipe, not the tty: programs see no terminal (no colours, no tty write quirks), and cat
-# does the blocking writes to the slow serial line.
-{ chroot /host /bin/bash /run/vm/job.sh </dev/null 2>&1; echo "${EXIT_MARK}$?"; } | cat >/dev/console
+# Through a fifo, not the tty: programs see no terminal (no colours, no tty write quirks), and cat
+# does the blocking writes to the slow serial line. The job runs in its own session, so what it
+# leaves running (a daemon it started) is killed with it and cannot hold the fifo open.
+mkfifo /job-out
+cat /job-out >/dev/console &
+cat_pid=$!
+setsid chroot /host /bin/bash /run/vm/job.sh </dev/null >/job-out 2>&1 &
+job=$!
+wait $job
+rc=$?
+kill -9 -$job 2>/dev/null
+wait $cat_pid
+echo "${EXIT_MARK}$rc"
 sync
 poweroff -f
 `;
@@ -228,7 +238,7 @@ export function shellQuote(s: string): string {
 
 /** The job's preamble: a sane environment in the guest's chroot, in the repository. */
 export function jobPrelude(env: Record<string, string> = {}): string {
-  const vars = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/tmp/home", TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
+  const vars = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/run/home", TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
   return [
     "set -u",
     ...Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
