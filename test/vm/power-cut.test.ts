@@ -5,8 +5,8 @@
  * layer strata acknowledged is intact and nothing half-made is visible (test/vm/power-cut-guest.ts).
  *
  * Opt-in (it boots 2 machines a round): STRATA_VM=1. Settings: STRATA_POWER_CUT_ROUNDS (8),
- * STRATA_POWER_CUT_SEED (1; round i uses seed+i), STRATA_POWER_CUT_DRIVERS (overlay,vfs: rounds
- * alternate), STRATA_POWER_CUT_MAX_DELAY_MS (8000: the cut comes 0.3 s to this long after the load
+ * STRATA_POWER_CUT_SEED (1; round i uses seed+i), STRATA_POWER_CUT_MODES (front:driver pairs the
+ * rounds cycle through; graphdriver:overlay,snapshotter:overlay,graphdriver:vfs), STRATA_POWER_CUT_MAX_DELAY_MS (8000: the cut comes 0.3 s to this long after the load
  * starts), STRATA_VM_KERNEL (bookworm).
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -20,7 +20,11 @@ const asked = process.env.STRATA_VM === "1";
 const unavailable = vmUnavailable();
 const rounds = Number(process.env.STRATA_POWER_CUT_ROUNDS ?? 8);
 const seed = Number(process.env.STRATA_POWER_CUT_SEED ?? 1);
-const drivers = (process.env.STRATA_POWER_CUT_DRIVERS ?? "overlay,vfs").split(",");
+/** front:driver pairs the rounds cycle through. */
+const modes = (process.env.STRATA_POWER_CUT_MODES ?? "graphdriver:overlay,snapshotter:overlay,graphdriver:vfs").split(",").map((m) => {
+  const [front, driver] = m.split(":");
+  return { front, driver };
+});
 const maxDelayMs = Number(process.env.STRATA_POWER_CUT_MAX_DELAY_MS ?? 8000);
 const release = (process.env.STRATA_VM_KERNEL ?? "bookworm") as Release;
 const binary = path.resolve(import.meta.dir, "../../dist/strata");
@@ -37,6 +41,7 @@ if (asked && skip && process.env.CI === "true") {
 interface RoundResult {
   round: number;
   driver: string;
+  front: string;
   acknowledged: number;
   layers: number;
   failures: string[];
@@ -58,9 +63,9 @@ afterAll(() => {
 describe.skipIf(skip !== undefined)(`power cut${skip ? ` (skipped: ${skip})` : ""}`, () => {
   const kernel = skip ? undefined : kernelFor(release);
   for (let round = 1; round <= rounds; round++) {
-    const driver = drivers[(round - 1) % drivers.length];
+    const { front, driver } = modes[(round - 1) % modes.length];
     const roundSeed = seed + round;
-    test(`round ${round}: ${driver}, seed ${roundSeed}: every acknowledged layer survives the cut`, async () => {
+    test(`round ${round}: ${front} ${driver}, seed ${roundSeed}: every acknowledged layer survives the cut`, async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "strata-power-cut-"));
       try {
         const disk = path.join(dir, "store.img");
@@ -73,7 +78,7 @@ describe.skipIf(skip !== undefined)(`power cut${skip ? ` (skipped: ${skip})` : "
         const load = bootVm({
           kernelDir: kernel!.dir,
           disks: [disk, logDisk],
-          job: `${jobPrelude()}node_modules/.bin/bun test/vm/power-cut-guest.ts load --driver ${driver} --seed ${roundSeed} --log /dev/vdb\n`,
+          job: `${jobPrelude()}node_modules/.bin/bun test/vm/power-cut-guest.ts load --front ${front} --driver ${driver} --seed ${roundSeed} --log /dev/vdb\n`,
           timeoutMs: 180_000,
           onLine: (line, vm) => {
             if (line.startsWith("PCERROR") || line.startsWith("power-cut-guest:") || line.startsWith("strata-vm:")) console.log(`  load: ${line}`);
@@ -96,7 +101,7 @@ describe.skipIf(skip !== undefined)(`power cut${skip ? ` (skipped: ${skip})` : "
           kernelDir: kernel!.dir,
           disks: [disk],
           files: { "acks.txt": log },
-          job: `${jobPrelude()}node_modules/.bin/bun test/vm/power-cut-guest.ts check --driver ${driver} --acks /run/vm/acks.txt\n`,
+          job: `${jobPrelude()}node_modules/.bin/bun test/vm/power-cut-guest.ts check --front ${front} --driver ${driver} --acks /run/vm/acks.txt\n`,
           timeoutMs: 240_000,
         });
         const checked = await check.done;
@@ -104,11 +109,11 @@ describe.skipIf(skip !== undefined)(`power cut${skip ? ` (skipped: ${skip})` : "
         const done = checked.lines.find((l) => l.startsWith("PCCHECK done "));
         const flight = exp.inFlight ? `${exp.inFlight.op} ${exp.inFlight.id} in flight` : "no call in flight";
         console.log(
-          `power-cut round ${round}/${rounds} (${driver}, seed ${roundSeed}): cut ${((cutAt - ready) / 1000).toFixed(1)} s into the load, ` +
+          `power-cut round ${round}/${rounds} (${front} ${driver}, seed ${roundSeed}): cut ${((cutAt - ready) / 1000).toFixed(1)} s into the load, ` +
             `${exp.acknowledged} acknowledged calls, ${flight}; ${exp.layers.size} layers expected: ${failures.length === 0 ? "all intact" : `${failures.length} problems`}`,
         );
         for (const f of failures) console.log(`  ${f}`);
-        results.push({ round, driver, acknowledged: exp.acknowledged, layers: exp.layers.size, failures });
+        results.push({ round, driver, front, acknowledged: exp.acknowledged, layers: exp.layers.size, failures });
         if (!done) throw new Error(`the check did not finish (exit ${checked.exitCode}):\n${checked.lines.slice(-30).join("\n")}`);
         expect(failures).toEqual([]);
       } finally {
