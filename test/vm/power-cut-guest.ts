@@ -54,13 +54,29 @@ function say(line: string): void {
   fs.writeSync(1, `${line}\n`);
 }
 
+/** Forward the child's stderr to ours and keep its last line, to say why it exited. */
+function _watch(child: ReturnType<typeof spawn>, name: string): { why?: string } {
+  const state: { why?: string } = {};
+  let last = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    fs.writeSync(2, d);
+    last = d.toString().trim().split("\n").at(-1) ?? last;
+  });
+  child.on("exit", (code, signal) => {
+    state.why = `${name} exited (${code ?? signal}): ${last}`;
+    say(`power-cut-guest: ${state.why}`);
+  });
+  return state;
+}
+
 /** Start `strata snapshotter` on the store and wait until it answers List. */
 async function startSnapshotter(): Promise<SnapClient> {
   const child = spawn(path.join(REPO, "dist/strata"), ["snapshotter", "--driver", driverName, "--socket", SNAP_SOCKET, "--root", HOME, "--log-level", "warn"], {
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "inherit", "pipe"],
   });
-  child.on("exit", (code, signal) => say(`power-cut-guest: strata snapshotter exited (${code ?? signal})`));
+  const exited = _watch(child, "strata snapshotter");
   for (let i = 0; i < 600; i++) {
+    if (exited.why) throw new Error(exited.why);
     if (fs.existsSync(SNAP_SOCKET)) {
       const client = new SnapClient(SNAP_SOCKET);
       if (await client.list().then(() => true, () => false)) return client;
@@ -89,10 +105,11 @@ function unmountAll(target: string): void {
 /** Start the compiled binary and wait for it to answer Activate. */
 async function startStrata(): Promise<void> {
   const child = spawn(path.join(REPO, "dist/strata"), ["serve", "--driver", driverName, "--socket", SOCKET, "--state-dir", STATE, "--log-level", "warn"], {
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "inherit", "pipe"],
   });
-  child.on("exit", (code, signal) => say(`power-cut-guest: strata exited (${code ?? signal})`));
+  const exited = _watch(child, "strata serve");
   for (let i = 0; i < 600; i++) {
+    if (exited.why) throw new Error(exited.why);
     const res = await rawCall(SOCKET, "/Plugin.Activate", null).catch(() => null);
     if (res?.status === 200) return;
     await Bun.sleep(100);
@@ -298,18 +315,24 @@ async function check(): Promise<void> {
     say(`PCCHECK fail ${what}`);
   };
   if (front === "snapshotter") {
-    await checkSnapshots(await startSnapshotter(), exp, fail);
+    let client: SnapClient | undefined;
+    try {
+      client = await startSnapshotter();
+    } catch (err) {
+      fail(`the snapshotter after the power cut: ${(err as Error).message}`);
+    }
+    if (client) await checkSnapshots(client, exp, fail);
     const staging = path.join(HOME, driverName, driverName === "vfs" ? "tmp" : ".tmp");
     const left = fs.existsSync(staging) ? fs.readdirSync(staging) : [];
     if (left.length > 0) fail(`${staging} still holds ${left.join(", ")} after the restart`);
     say(`PCCHECK done layers=${exp.layers.size} failed=${failed}`);
     return;
   }
-  await startStrata();
   try {
+    await startStrata();
     await call("Init", { Home: HOME, Opts: [], UIDMaps: [], GIDMaps: [] });
   } catch (err) {
-    fail(`Init after the power cut: ${(err as Error).message}`);
+    fail(`strata serve and Init after the power cut: ${(err as Error).message}`);
     say(`PCCHECK done layers=${exp.layers.size} failed=${failed}`);
     return;
   }
