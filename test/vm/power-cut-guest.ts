@@ -193,8 +193,8 @@ function recorder(): (stage: "BEGIN" | "ACK", op: LoggedOp) => void {
 
 /**
  * The snapshotter's load, as containerd unpacks: Prepare `active/<id>` on a committed parent, write
- * the layer's files through the returned mounts (no fsync: containerd's applier leaves durability
- * to the snapshotter's Commit), unmount, Commit as `<id>`; and Remove of committed leaves.
+ * the layer's files through the returned mounts (no fsync: the check holds Commit to what it
+ * acknowledged), unmount, Commit as `<id>`; and Remove of committed leaves.
  */
 async function loadSnapshots(client: SnapClient): Promise<void> {
   const record = recorder();
