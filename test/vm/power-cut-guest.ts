@@ -361,8 +361,6 @@ async function check(): Promise<void> {
       fail(`${id}: acknowledged (${exp.filled.has(id) ? "ApplyDiff" : "Create"}) but does not exist`);
       continue;
     }
-    const withoutIt = new Set(exp.filled);
-    withoutIt.delete(id);
     // An ApplyDiff in flight may have committed or not, but never half.
     await verify(id, flight?.op === "apply" && flight.id === id ? [exp.filled, new Set([...exp.filled, id])] : [exp.filled]);
   }
