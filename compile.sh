@@ -20,10 +20,12 @@ esac
 
 # compile OUT [bun build flags…]: build into a temp file and rename, so a running dist/strata (a test,
 # a plugin) never sees a half-written file and never makes the build fail with ETXTBSY.
+# The sync worker (src/sys/_sync-worker.bun.ts) is a second entry point: a compiled binary finds a
+# Worker only among the files built into it.
 compile() {
   local out=$1; shift
   "$bun" build --compile --minify --sourcemap --define "STRATA_COMMIT=\"$commit\"" \
-    --outfile "$out.tmp" "$@" src/main.bun.ts >/dev/null
+    --outfile "$out.tmp" "$@" src/main.bun.ts src/sys/_sync-worker.bun.ts >/dev/null
   mv -f "$out.tmp" "$out"
   [ ! -f "$out.tmp.map" ] || mv -f "$out.tmp.map" "$out.map"
 }

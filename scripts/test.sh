@@ -26,7 +26,9 @@ run() { # name, command...: run one suite, keep its output for the summary
 
 run typecheck node_modules/.bin/tsc --noEmit -p .
 run deno-check node_modules/.bin/deno check src/main.deno.ts
-run unit node_modules/.bin/bun test --timeout 60000
+# Every test file outside test/e2e (those run below, as stages that start their daemons).
+mapfile -t unit_files < <(find test -name '*.test.ts' ! -path 'test/e2e/*' | sort | sed 's|^|./|')
+run unit node_modules/.bin/bun test --timeout 60000 "${unit_files[@]}"
 for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
 done
@@ -34,7 +36,7 @@ if [ "$(id -u)" = 0 ]; then
   # containerd's own snapshotter suite through the proxy API: its overlayfs as the baseline, then
   # strata's snapshotter per driver (compiled binary), and on Deno.
   run snapshotter-suite-baseline bash scripts/snapshotter-suite.sh baseline
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     run "snapshotter-suite-$driver" bash scripts/snapshotter-suite.sh strata "$driver" dist/strata
   done
   run snapshotter-suite-deno bash scripts/snapshotter-suite.sh strata overlay node_modules/.bin/deno run -A src/main.deno.ts
@@ -43,6 +45,7 @@ if [ "$(id -u)" = 0 ]; then
   STRATA_E2E=1 STRATA_E2E_SNAPSHOTTER=overlayfs run e2e-containerd-baseline node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=overlay run e2e-containerd-overlay node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   STRATA_E2E=1 STRATA_E2E_DRIVER=vfs STRATA_E2E_VARIANTS=binary run e2e-containerd-vfs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
+  STRATA_E2E=1 STRATA_E2E_DRIVER=erofs STRATA_E2E_VARIANTS=bun run e2e-containerd-erofs node_modules/.bin/bun test --timeout 600000 test/e2e/containerd.test.ts
   # Docker's containerd image store: dockerd 26.1 and containerd 1.7 from Debian 13, in a debootstrap
   # chroot kept in /var/cache/strata/trixie (made when missing: ~35 s), on strata's snapshotter (binary;
   # overlay ~30 s, vfs ~16 s). A chroot that cannot be made fails its stage, and the tests then fail on
@@ -62,15 +65,28 @@ if [ "$(id -u)" = 0 ]; then
   STRATA_VM=1 STRATA_POWER_CUT_ROUNDS=${STRATA_POWER_CUT_ROUNDS:-3} run vm-power-cut node_modules/.bin/bun test --timeout 600000 test/vm/power-cut.test.ts
 fi
 if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/dockerd ]; then
-  for driver in vfs overlay; do
+  for driver in vfs overlay erofs; do
     STRATA_E2E=1 STRATA_E2E_DRIVER=$driver run "e2e-$driver" node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts test/e2e/managed-plugin.test.ts test/e2e/userns.test.ts test/e2e/load.test.ts
   done
+  # The same scenario on dockerd's own overlay2 and vfs: proves the scenario's expectations.
+  STRATA_E2E=1 run e2e-builtin node_modules/.bin/bun test --timeout 600000 test/e2e/builtin.test.ts
 fi
 
 # One closing line over all suites (bun prints "N pass"/"N fail" per run; deno smokes "N passed, N failed").
 passed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) pass$/\1/p; s/^([0-9]+) passed, [0-9]+ failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
 failed=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) fail$/\1/p; s/^[0-9]+ passed, ([0-9]+) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
 skipped=$(cat "$log"/*.txt | sed -nE 's/^ *([0-9]+) skip$/\1/p; s/^[0-9]+ passed, [0-9]+ failed, ([0-9]+) skipped$/\1/p' | awk '{s+=$1} END {print s+0}')
+# Under CI every skip must be one scripts/allowed-skips.txt lists with its reason: a stage that
+# must run here and silently did not is a failure, not a green run.
+if [ "${CI:-}" = true ]; then
+  unlisted=$(cat "$log"/*.txt | sed -nE 's/^\(skip\) (.*)$/\1/p; s/^ *--- SKIP: ([^ ]+).*/\1/p' | sort -u |
+    grep -v -f <(grep -v '^#' scripts/allowed-skips.txt | sed '/^$/d') || true)
+  if [ -n "$unlisted" ]; then
+    echo "=== skips not in scripts/allowed-skips.txt (CI=true fails on them):"
+    echo "$unlisted"
+    status=1
+  fi
+fi
 [ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
 echo "strata: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

@@ -1,5 +1,5 @@
 /**
- * The command line: `strata serve|snapshotter|status|version|--help`, runtime-neutral; entry points
+ * The command line: `strata serve|snapshotter|status|doctor|check|version|--help`, runtime-neutral; entry points
  * pass their runtime. Parsing is pure (`cli/args.ts`); each command runs from its front end's module.
  */
 import process from "node:process";
@@ -11,6 +11,8 @@ import { versionText } from "./core/version.ts";
 import { runServe } from "./graphdriver/command.ts";
 import type { ListenTcp, ListenUnix } from "./graphdriver/serve/types.ts";
 import { formatStatus, queryStatus } from "./graphdriver/status-client.ts";
+import { runCheck } from "./check/command.ts";
+import { runDoctor } from "./doctor/command.ts";
 import { runDaemonJsonCommand } from "./install/daemon-json-command.ts";
 import { runSnapshotter } from "./snapshotter/command.ts";
 import type { OpenDatabase } from "./store/sqlite/types.ts";
@@ -50,11 +52,20 @@ export async function runCli(argv: string[], runtime: Runtime): Promise<number> 
         process.stderr.write(`strata: ${(err as Error).message}\n`);
         return 1;
       }
+    case "doctor":
+      return await runDoctor({ ...cmd, sys: runtime.createSys(), runtime: runtime.name });
+    case "check":
+      return await runCheck({ ...cmd, sys: runtime.createSys(), openDatabase: runtime.openDatabase });
     case "serve":
-      return await runServe({ ...cmd, log: createLogger(cmd.level), sys: runtime.createSys(), runtime: runtime.name, listenUnix: runtime.listenUnix, listenTcp: runtime.listenTcp });
+      return await runServe({
+        ...cmd, log: createLogger(cmd.level, undefined, cmd.logFormat), sys: runtime.createSys(), runtime: runtime.name, listenUnix: runtime.listenUnix, listenTcp: runtime.listenTcp,
+      });
     case "snapshotter":
       try {
-        return await runSnapshotter({ ...cmd, log: createLogger(cmd.level), sys: runtime.createSys(), openDatabase: runtime.openDatabase });
+        return await runSnapshotter({
+          ...cmd, log: createLogger(cmd.level, undefined, cmd.logFormat), sys: runtime.createSys(), openDatabase: runtime.openDatabase,
+          listenUnix: runtime.listenUnix, listenTcp: runtime.listenTcp,
+        });
       } catch (err) {
         process.stderr.write(`strata: ${(err as Error).message}\n`);
         return 1;

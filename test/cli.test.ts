@@ -16,7 +16,7 @@ for (const { name, argv: cmd, skip, runtime } of STRATA_COMMANDS) {
     test.skipIf(!!skip)(`prints usage for --help${skip ? ` (skipped: ${skip})` : ""}`, () => {
       const r = run([...cmd, "--help"]);
       expect(r.code).toBe(0);
-      expect(r.out).toContain("strata serve [--driver auto|overlay|vfs]");
+      expect(r.out).toContain("strata serve [--driver auto|overlay|erofs|vfs]");
     });
     test.skipIf(!!skip)("reports version, commit and runtime", () => {
       const r = run([...cmd, "version"]);

@@ -6,7 +6,7 @@ import { register } from "../src/core/driver.ts";
 import { ErrNotSupported } from "../src/core/errors.ts";
 import { silentLogger } from "../src/core/log.ts";
 import { Plugin, STATE_FILE, parseInitOptions } from "../src/graphdriver/plugin.ts";
-import type { Sys } from "../src/sys/types.ts";
+import { createSys } from "../src/sys/bun.ts";
 import { MemoryDriver } from "./helpers/memory-driver.ts";
 
 const inits: Array<{ home: string; options: Record<string, string> }> = [];
@@ -25,7 +25,7 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const sys = {} as Sys;
+const sys = createSys();
 const newPlugin = (defaultDriver = "test-memory") => new Plugin({ sys, stateDir: path.join(root, "state"), defaultDriver, log: silentLogger });
 const initReq = (Opts: string[] | null = null) => ({ Home: path.join(root, "home"), Opts: Opts ?? [], UIDMaps: [], GIDMaps: [] });
 

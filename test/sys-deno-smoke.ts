@@ -7,9 +7,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ErrnoError } from "../src/core/errors.ts";
+import { removeBeneath } from "../src/store/remove-tree.ts";
 import { createSys } from "../src/sys/deno.ts";
 import { fsName } from "../src/sys/fs-magic.ts";
-import { DT, MNT, MS, RENAME } from "../src/sys/types.ts";
+import { DT, MNT, MS, O, RENAME } from "../src/sys/types.ts";
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -136,6 +137,63 @@ try {
     const err = thrown(() => sys.lreaddirTypes(path.join(root, "dirlink")));
     return sys.lreaddirTypes(mnt).length === sys.readdirTypes(mnt).length && err instanceof ErrnoError && err.code === "ENOTDIR";
   });
+  for (const openat2 of [true, false]) {
+    const fdSys = createSys({ openat2 });
+    const how = openat2 ? "openat2" : "component walk";
+    check(`openBeneath (${how}) opens below a directory and refuses a symlink on the way`, () => {
+      fs.mkdirSync(path.join(mnt, "tree", "sub"), { recursive: true });
+      fs.writeFileSync(path.join(mnt, "tree", "sub", "f"), "x");
+      fs.symlinkSync(path.join(mnt, "tree"), path.join(mnt, "tree", "up"), "dir");
+      const top = fdSys.openDir(path.join(mnt, "tree"));
+      try {
+        const sub = fdSys.openBeneath(top, "sub", O.DIRECTORY);
+        const names = fdSys.readdirFd(sub).map((e) => e.name);
+        const st = fdSys.statAt(sub, "f");
+        fdSys.close(sub);
+        const err = thrown(() => fdSys.openBeneath(top, "up/sub", O.DIRECTORY));
+        const climb = thrown(() => fdSys.openBeneath(top, "../tree", O.DIRECTORY));
+        return names.join() === "f" && st.size === 1 && err instanceof ErrnoError && ["ELOOP", "ENOTDIR"].includes(err.code) &&
+          climb instanceof ErrnoError;
+      } finally {
+        fdSys.close(top);
+        fs.rmSync(path.join(mnt, "tree"), { recursive: true });
+      }
+    });
+  }
+  check("unlinkAt, renameAt, fsync and syncfs on directory fds", () => {
+    fs.mkdirSync(path.join(mnt, "d"));
+    fs.writeFileSync(path.join(mnt, "d", "f"), "x");
+    const d = sys.openDir(path.join(mnt, "d"));
+    try {
+      sys.renameAt(d, "f", d, "g", RENAME.NOREPLACE);
+      sys.fsync(d);
+      sys.syncfs(d);
+      sys.unlinkAt(d, "g", false);
+      return sys.readdirFd(d).length === 0;
+    } finally {
+      sys.close(d);
+      fs.rmdirSync(path.join(mnt, "d"));
+    }
+  });
+  {
+    // syncAsync runs on Deno's FFI thread pool; a bad fd must reject, not hang or pass.
+    const d = sys.openDir(mnt);
+    const ok = await sys.syncAsync(d, true).then(() => sys.syncAsync(d, false)).then(() => true, (e) => e);
+    sys.close(d);
+    const bad = await sys.syncAsync(987654, false).then(() => "resolved", (e) => e);
+    check("syncAsync syncs a filesystem and a directory off the main thread, and rejects a bad fd", () =>
+      ok === true && bad instanceof ErrnoError && bad.code === "EBADF");
+  }
+  {
+    // removeBeneath is async: its result is checked once it settles.
+    fs.mkdirSync(path.join(mnt, "rm", "a", "b"), { recursive: true });
+    fs.writeFileSync(path.join(mnt, "keep"), "kept");
+    fs.symlinkSync(path.join(mnt, "keep"), path.join(mnt, "rm", "a", "link"));
+    fs.symlinkSync(mnt, path.join(mnt, "rm", "a", "b", "dirlink"));
+    const err = await removeBeneath(sys, mnt, "rm").then(() => null, (e) => e);
+    check("removeBeneath removes a tree with links in it and leaves their targets alone", () =>
+      err === null && !fs.existsSync(path.join(mnt, "rm")) && fs.readFileSync(path.join(mnt, "keep"), "utf8") === "kept");
+  }
   check("rename2 EXCHANGE", () => {
     fs.writeFileSync(path.join(mnt, "a"), "A");
     fs.writeFileSync(path.join(mnt, "b"), "B");

@@ -14,6 +14,7 @@ import { diskUsage } from "../../src/archive/size.ts";
 import type { MountSpec } from "../../src/mount/spec.ts";
 import { BusyError, InvalidRequestError } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { KeyedLock } from "../../src/core/locks.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { type NaiveDiffBase, withNaiveDiff } from "../../src/core/naive-diff.ts";
@@ -30,6 +31,8 @@ import type { MountInfo } from "../../src/mount/mountinfo.ts";
 import { QuotaImages, checkSize, findMkfs, parseSize } from "./quota.ts";
 import type { StoreLayout } from "../../src/store/home.ts";
 import { assertOwnDir } from "../../src/store/own.ts";
+import type { DriverStats } from "../../src/core/driver-stats.ts";
+import { sizeLimitedUse } from "./stats.ts";
 
 /** How an overlay store made before Home markers looks: its own dot-dirs and layer directories. */
 export const OVERLAY_LAYOUT: StoreLayout = { required: [LINK_DIR, TMP_DIR], optional: [QUOTA_DIR], extra: LAYER_ID_PATTERN };
@@ -289,11 +292,16 @@ class OverlayDriver implements Driver {
 
   async usage(id: string): Promise<Usage> {
     await this.#store.mustExist(id, "measure");
-    return await diskUsage(this.#layout.diff(id));
+    return await diskUsage(this.sys, this.#layout.diff(id));
   }
 
   layerIds(): Promise<string[]> {
     return this.#store.ids();
+  }
+
+  /** Counts for metrics (`src/core/driver-stats.ts`): layers, mounts held, size-limited layers. */
+  async stats(): Promise<DriverStats> {
+    return { layers: (await this.#store.ids()).length, mounts: this.#mounts.active, sizeLimited: await sizeLimitedUse(this.sys, this.#layout) };
   }
 
   /** Whether the diff operations on (`id`, `parent`) may read the upper dir alone. */
@@ -383,7 +391,7 @@ export async function initOverlay(config: DriverConfig): Promise<Driver> {
   try {
     features = await detectHost(config.sys, probe, want);
   } finally {
-    await fs.rm(probe, { recursive: true, force: true });
+    await removeBeneath(config.sys, layout.tmpDir, path.basename(probe));
   }
   if (!features.nativeDiff) config.log.warn("not using native diff for overlay", { reason: features.naiveReason });
   const quota = new QuotaImages(config.sys, config.log, findMkfs());

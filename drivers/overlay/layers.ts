@@ -14,6 +14,8 @@ import type { Sys } from "../../src/sys/types.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { entryPath } from "../../src/store/names.ts";
 import { assertOwnDir, notOwn, ownEntry } from "../../src/store/own.ts";
+import { publish, syncEntry, syncParent } from "../../src/store/durable.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { Staging } from "../../src/store/staging.ts";
 import type { QuotaImages } from "./quota.ts";
 import {
@@ -39,7 +41,12 @@ export class LayerStore {
     this.#log = log;
     this.#root = root;
     this.#quota = quota;
-    this.#staging = new Staging(layout.tmpDir, log);
+    this.#staging = new Staging(layout.tmpDir, sys, log);
+  }
+
+  /** Delete a temp entry (`tmp`, `tmpBeside`) and what is below it; failures are logged. */
+  async discard(p: string, id: string, what: string): Promise<void> {
+    await this.#staging.discard(p, id, what);
   }
 
   /** A fresh path under `.tmp/`. */
@@ -177,9 +184,11 @@ export class LayerStore {
       }
       await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
       link = await this.#populate(staging, id, parent, lowers);
+      // The link in .l/ must outlive a power cut as the layer does.
+      await syncParent(this.#sys, link);
       if (image === null || placed === null) {
         faultPoint(FAULT.createBeforeRename);
-        await fs.rename(staging, dir);
+        await publish(this.#sys, staging, dir, "entries");
       } else {
         // A mount point cannot be renamed: the finished filesystem is unmounted and mounted again on
         // the layer's own directory. The layer exists once that mount shows its link file. After a
@@ -187,12 +196,16 @@ export class LayerStore {
         // (it is complete by then).
         this.#quota.unmount(staging);
         stagingMounted = false;
+        // The unmount wrote the filesystem out to the image file; the image's own data is synced here.
+        await syncEntry(this.#sys, image);
         faultPoint(FAULT.createBeforeRename);
         await fs.rename(image, placed);
+        await syncParent(this.#sys, placed);
         placedImage = true;
         await fs.mkdir(dir, { mode: 0o710 }).catch((err) => {
           if (!hasCode(err, "EEXIST")) throw err;
         });
+        await syncParent(this.#sys, dir);
         faultPoint(FAULT.createBeforeMount);
         this.#quota.mount(placed, dir);
         await fs.rmdir(staging).catch((e) => this.#log.warn("create left a temp dir", { id, err: String(e) }));
@@ -206,7 +219,7 @@ export class LayerStore {
           this.#log.warn("create left a mount", { id, err: String(e) });
         }
       }
-      await fs.rm(staging, { recursive: true, force: true });
+      await this.#staging.discard(staging, id, "create");
       if (image !== null) await fs.rm(image, { force: true });
       if (placedImage) {
         await fs.rmdir(dir).catch(() => {});
@@ -224,10 +237,12 @@ export class LayerStore {
    */
   async markCommitted(id: string): Promise<void> {
     const file = this.layout.committedFile(id);
-    await fs.writeFile(file, "", { mode: 0o600, flag: "wx" }).catch(async (err) => {
+    const made = await fs.writeFile(file, "", { mode: 0o600, flag: "wx" }).then(() => true, async (err) => {
       if (!hasCode(err, "EEXIST")) throw err;
       if ((await ownEntry(file, "file")) !== "ok") this.#log.warn("a layer's committed marker is not a file: left alone", { id });
+      return false;
     });
+    if (made) await syncParent(this.#sys, file);
   }
 
   /** Fill a new layer's directory: diff (and work and lower with a parent), a fresh link. Returns the link's path. */
@@ -298,6 +313,8 @@ export class LayerStore {
       if (aside === null) return;
       doomed = aside;
     }
+    // Durably gone under its name before the caller hears so; the delete after may take its time.
+    await syncParent(this.#sys, image !== null && doomed.endsWith(IMAGE_SUFFIX) ? image : dir);
     faultPoint(FAULT.removeBeforeDelete);
     if (linkId) await this.#unlinkLink(linkId).catch((e) => this.#log.warn("remove left a link", { id, err: String(e) }));
     // The layer is gone once renamed; what fails to delete now goes at the next start.
@@ -364,7 +381,7 @@ export class LayerStore {
         continue;
       }
       if (mounted.has(id)) {
-        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
+        await removeBeneath(this.#sys, dir, TMP_DIR);
         continue;
       }
       try {
@@ -375,7 +392,7 @@ export class LayerStore {
         await assertOwnDir(dir);
         this.#quota.mount(this.layout.quotaImage(id)!, dir);
         this.#log.info("mounted a layer image", { id });
-        await fs.rm(path.join(dir, TMP_DIR), { recursive: true, force: true });
+        await removeBeneath(this.#sys, dir, TMP_DIR);
       } catch (err) {
         this.#log.error("cannot mount a layer image", { id, err: String(err) });
       }
@@ -396,7 +413,8 @@ export class LayerStore {
    */
   async recover(): Promise<void> {
     for (const name of await fs.readdir(this.layout.tmpDir)) {
-      await fs.rm(path.join(this.layout.tmpDir, name), { recursive: true, force: true });
+      // What cannot go (a mount left inside, a link on the way) is reported and left for a later start.
+      await this.#staging.discard(path.join(this.layout.tmpDir, name), name, "recovery");
     }
     const wanted = new Map<string, string>();
     for (const id of await this.ids()) {

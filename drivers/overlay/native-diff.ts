@@ -8,6 +8,7 @@ import * as fs from "node:fs/promises";
 import { applyLayer } from "../../src/archive/apply.ts";
 import { copyTree } from "../../src/archive/copy-tree.ts";
 import { exportUpper } from "../../src/archive/overlay-export.ts";
+import { syncParent, syncStaged } from "../../src/store/durable.ts";
 import type { Change, IdMap } from "../../src/core/driver.ts";
 import { FAULT, faultPoint } from "../../src/core/fault.ts";
 import type { Logger } from "../../src/core/log.ts";
@@ -50,15 +51,19 @@ export class NativeDiff {
         await copyTree(diff, staging, this.#sys);
       }
       size = await applyLayer(staging, tar, { sys: this.#sys, whiteouts: hasParent ? "overlay" : "delete", ...this.#maps });
+      // Written back before the swap makes it the layer (a sized layer's syncfs reaches its image
+      // file too: the loop device turns the flush into an fsync of the file).
+      await syncStaged(this.#sys, staging, "filesystem");
       faultPoint(FAULT.applyBeforeSwap);
       this.#sys.rename2(staging, diff, RENAME.EXCHANGE);
+      await syncParent(this.#sys, diff);
     } catch (err) {
       await tar.cancel().catch(() => {});
-      await fs.rm(staging, { recursive: true, force: true });
+      await this.#store.discard(staging, id, "apply");
       throw err;
     }
     // staging now holds the old upper dir; the apply has committed, so a failure here is only logged.
-    await fs.rm(staging, { recursive: true, force: true }).catch((e) => this.#log.warn("apply left files", { id, err: String(e) }));
+    await this.#store.discard(staging, id, "apply");
     return size;
   }
 

@@ -10,7 +10,8 @@
 import { ChangeKind, type Change } from "../../src/core/driver.ts";
 import { yieldToLoop } from "../../src/archive/_metadata.ts";
 import { comparePaths } from "../../src/archive/changes.ts";
-import type { Stat, Sys } from "../../src/sys/types.ts";
+import { type Tree, isGone, withTree } from "../../src/archive/tree.ts";
+import type { Dirent, Stat, Sys } from "../../src/sys/types.ts";
 import { LowerView, isDir, isOpaque, isWhiteout } from "./lower-view.ts";
 
 const CAPABILITY_XATTR = "security.capability";
@@ -42,19 +43,31 @@ function _sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
  * // [{ Path: "/etc", Kind: 0 }, { Path: "/etc/hosts", Kind: 0 }, { Path: "/tmp/x", Kind: 2 }]
  */
 export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly string[]): Promise<Change[]> {
-  const upper = upperDir.replace(/\/+$/, "");
-  const view = new LowerView(sys, lowers);
+  return await withTree(sys, upperDir, (upper) => _changes(sys, upper, new LowerView(sys, lowers)));
+}
+
+/** The entries of `rel`; none when it is gone or no longer a directory (a running container swapped it). */
+function _list(tree: Tree, rel: string): Dirent[] {
+  try {
+    return tree.list(rel);
+  } catch (err) {
+    if (rel !== "" && isGone(err)) return [];
+    throw err;
+  }
+}
+
+async function _changes(sys: Sys, upper: Tree, view: LowerView): Promise<Change[]> {
   const changes: Change[] = [];
   let seen = 0;
   const tick = () => (++seen % YIELD_EVERY === 0 ? yieldToLoop() : undefined);
 
   /** Everything under `rel` is new: all of it is added (whiteouts there hide nothing). */
   const addAll = async (rel: string) => {
-    for (const e of sys.lreaddirTypes(upper + rel)) {
+    for (const e of _list(upper, rel)) {
       const p = `${rel}/${e.name}`;
       await tick();
-      const st = sys.lstat(upper + p);
-      if (isWhiteout(st)) continue;
+      const st = upper.stat(p);
+      if (st === null || isWhiteout(st)) continue;
       changes.push({ Path: p, Kind: ChangeKind.Add });
       if (isDir(st)) await addAll(p);
     }
@@ -64,11 +77,13 @@ export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly 
   const walk = async (rel: string): Promise<boolean> => {
     const before = changes.length;
     const present = new Set<string>();
-    for (const e of sys.lreaddirTypes(upper + rel)) {
+    for (const e of _list(upper, rel)) {
       const p = `${rel}/${e.name}`;
       present.add(e.name);
       await tick();
-      const st = sys.lstat(upper + p);
+      const st = upper.stat(p);
+      // Gone since the listing (a running container): it is simply not there.
+      if (st === null) continue;
       const old = view.lookup(p);
       if (isWhiteout(st)) {
         if (old !== null) changes.push({ Path: p, Kind: ChangeKind.Delete });
@@ -80,13 +95,13 @@ export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly 
         continue;
       }
       const modified = _statDifferent(old, st) ||
-        !_sameBytes(view.xattr(p, CAPABILITY_XATTR), sys.lgetxattr(upper + p, CAPABILITY_XATTR));
+        !_sameBytes(view.xattr(p, CAPABILITY_XATTR), sys.lgetxattr(upper.at(p), CAPABILITY_XATTR));
       if (modified) changes.push({ Path: p, Kind: ChangeKind.Modify });
       if (!isDir(st)) continue;
       const inside = isDir(old) ? await walk(p) : (await addAll(p), true);
       if (inside && !modified) changes.push({ Path: p, Kind: ChangeKind.Modify });
     }
-    if (isOpaque(sys, upper + (rel || "/"))) {
+    if (isOpaque(sys, upper.at(rel))) {
       for (const name of view.list(rel || "/").keys()) {
         if (!present.has(name)) changes.push({ Path: `${rel}/${name}`, Kind: ChangeKind.Delete });
       }
@@ -105,14 +120,19 @@ export async function upperChanges(sys: Sys, upperDir: string, lowers: readonly 
  * @example
  * await upperSize(sys, "/h/abc/diff"); // 1234
  */
-export async function upperSize(sys: Sys, upper: string): Promise<number> {
+export async function upperSize(sys: Sys, upperDir: string): Promise<number> {
+  return await withTree(sys, upperDir, (upper) => _size(upper));
+}
+
+async function _size(upper: Tree): Promise<number> {
   const inodes = new Set<bigint>();
   let size = 0;
   let seen = 0;
   const walk = async (dir: string) => {
-    for (const e of sys.lreaddirTypes(dir)) {
+    for (const e of _list(upper, dir)) {
       if (++seen % YIELD_EVERY === 0) await yieldToLoop();
-      const st = sys.lstat(`${dir}/${e.name}`);
+      const st = upper.stat(`${dir}/${e.name}`);
+      if (st === null) continue;
       if (isDir(st)) {
         await walk(`${dir}/${e.name}`);
         continue;
@@ -124,6 +144,6 @@ export async function upperSize(sys: Sys, upper: string): Promise<number> {
       size += st.size;
     }
   };
-  await walk(upper.replace(/\/+$/, ""));
+  await walk("");
   return size;
 }

@@ -23,6 +23,7 @@ import { withNaiveDiff } from "../../src/core/naive-diff.ts";
 import type { StoreLayout } from "../../src/store/home.ts";
 import { entryPath } from "../../src/store/names.ts";
 import { assertOwnDir, ownEntry } from "../../src/store/own.ts";
+import { publish, syncParent } from "../../src/store/durable.ts";
 import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
@@ -33,9 +34,9 @@ export const LAYERS_DIR = "dir";
 /** Where layers are built and deleted, under Home; emptied at start. */
 export const TMP_DIR = "tmp";
 /** A finished ApplyDiff waiting to be swapped in, as the previous version named it: `tmp/ready-<id>`. */
-const READY_PREFIX = "ready-";
+export const READY_PREFIX = "ready-";
 /** A finished ApplyDiff waiting to be swapped in: `tmp/done-<…>/<id>` (the ID may fill a whole name). */
-const DONE_PREFIX = "done-";
+export const DONE_PREFIX = "done-";
 
 /** How a vfs store made before Home markers looks (`meta/` came later than the other two). */
 export const VFS_LAYOUT: StoreLayout = { required: [LAYERS_DIR, TMP_DIR], optional: [META_DIR] };
@@ -67,8 +68,8 @@ class VfsDriver {
     this.#root = rootPair(config.uidMaps, config.gidMaps);
     this.#log = config.log;
     this.#fsName = fsName;
-    this.#records = new ParentRecords(config.home, config.log);
-    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.log);
+    this.#records = new ParentRecords(config.home, config.sys, config.log);
+    this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 
   /**
@@ -84,8 +85,8 @@ class VfsDriver {
       } else if (name.startsWith(READY_PREFIX)) {
         await this.#finishApply(entry, name.slice(READY_PREFIX.length));
       }
-      // fs.rm removes a symlink as a link and never descends through one.
-      await fs.rm(entry, { recursive: true, force: true });
+      // A symlink goes as a link; what cannot go (a mount inside) is reported and left for a later start.
+      await this.#staging.discard(entry, name, "recovery");
     }
     await this.#records.load((id) => this.exists(id));
   }
@@ -95,6 +96,7 @@ class VfsDriver {
     if (!LAYER_ID_PATTERN.test(id) || (await ownEntry(ready, "dir")) !== "ok") return;
     if ((await ownEntry(this.#dir(id), "dir")) !== "missing") return;
     await fs.rename(ready, this.#dir(id));
+    await syncParent(this.sys, this.#dir(id));
     this.#log.info("recovered applied layer", { id });
   }
 
@@ -151,9 +153,10 @@ class VfsDriver {
         }
         await this.#records.write(id, parent, this.#tmp("meta", id));
         faultPoint(FAULT.createBeforeRename);
-        await fs.rename(staging, dir);
+        // A copied parent is many files: one syncfs; an empty base layer is one directory.
+        await publish(this.sys, staging, dir, parent ? "filesystem" : "entries");
       } catch (err) {
-        await fs.rm(staging, { recursive: true, force: true });
+        await this.#staging.discard(staging, id, "create");
         await this.#records.delete(id);
         throw err;
       }
@@ -172,6 +175,8 @@ class VfsDriver {
       }
       const doomed = await this.#staging.moveAside(dir, "rm-", id);
       if (doomed === null) return;
+      // Durably gone under its name before dockerd hears so; the delete after may take its time.
+      await syncParent(this.sys, dir);
       faultPoint(FAULT.removeBeforeDelete);
       await this.#records.delete(id);
       // The layer is gone once renamed; a failure to delete is left for the next start's recovery.
@@ -209,7 +214,7 @@ class VfsDriver {
 
   async usage(id: string): Promise<Usage> {
     await this.#mustExist(id, "measure");
-    return await diskUsage(this.#dir(id));
+    return await diskUsage(this.sys, this.#dir(id));
   }
 
   async layerIds(): Promise<string[]> {
@@ -228,11 +233,11 @@ class VfsDriver {
         await copyTree(this.#dir(id), staging, this.sys);
         size = await applyLayer(staging, tar, { sys: this.sys, whiteouts: "delete", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
         await fs.mkdir(holder, { mode: 0o700 });
-        await fs.rename(staging, ready);
+        await publish(this.sys, staging, ready, "filesystem");
       } catch (err) {
         await tar.cancel().catch(() => {});
-        await fs.rm(staging, { recursive: true, force: true });
-        await fs.rm(holder, { recursive: true, force: true });
+        await this.#staging.discard(staging, id, "apply");
+        await this.#staging.discard(holder, id, "apply");
         throw err;
       }
       const old = this.#tmp("rm", id);
@@ -240,6 +245,7 @@ class VfsDriver {
       // The one moment the layer is missing under its name: `recover` puts `ready` in its place.
       faultPoint(FAULT.applyBeforeSwap);
       await fs.rename(ready, this.#dir(id));
+      await syncParent(this.sys, this.#dir(id));
       await fs.rmdir(holder).catch((e) => this.#log.warn("apply left a temp dir", { id, err: String(e) }));
       await this.#staging.discard(old, id, "apply");
       return size;

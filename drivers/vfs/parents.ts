@@ -12,7 +12,9 @@ import { hasCode } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN, assertLayerId } from "../../src/core/layer-id.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { ParentIndex } from "../../src/core/parent-index.ts";
+import { writeFileDurable } from "../../src/store/durable.ts";
 import { ownEntry } from "../../src/store/own.ts";
+import type { Sys } from "../../src/sys/types.ts";
 
 /** Where parent records live, under Home. */
 export const META_DIR = "meta";
@@ -26,11 +28,13 @@ interface _Record {
 export class ParentRecords {
   #dir: string;
   #log: Logger;
+  #sys: Sys;
   /** What the records say, for the layers that exist. */
   readonly index = new ParentIndex();
 
-  constructor(home: string, log: Logger) {
+  constructor(home: string, sys: Sys, log: Logger) {
     this.#dir = path.join(home, META_DIR);
+    this.#sys = sys;
     this.#log = log;
   }
 
@@ -70,9 +74,8 @@ export class ParentRecords {
    */
   async write(id: string, parent: string, staging: string): Promise<void> {
     const record: _Record = { parent };
-    // "wx": a fresh name, never written through whatever might already sit there.
-    await fs.writeFile(staging, JSON.stringify(record) + "\n", { mode: 0o600, flag: "wx" });
-    await fs.rename(staging, this.#file(id));
+    // Synced before and after its rename: the record outlives a power cut as the layer does.
+    await writeFileDurable(this.#sys, this.#file(id), JSON.stringify(record) + "\n", 0o600, staging);
   }
 
   /** The layer is gone (renamed away, or never placed): forget it and delete its record. */

@@ -8,9 +8,10 @@ import { constants } from "node:fs";
 import type { IdMap } from "../core/driver.ts";
 import { hasCode } from "../core/errors.ts";
 import type { Stat, Sys } from "../sys/types.ts";
-import { isDirMode, tarTypeOf } from "./_file-type.ts";
+import { tarTypeOf } from "./_file-type.ts";
 import { toContainer } from "./_id-map.ts";
 import { readXattrs } from "./_metadata.ts";
+import { isGone, type Tree } from "./tree.ts";
 import { WHITEOUT_PREFIX } from "./whiteouts.ts";
 import type { TarHeader } from "./tar-types.ts";
 import type { TarWriter } from "./tar-writer.ts";
@@ -66,35 +67,27 @@ async function* _read(handle: fs.FileHandle, size: number): AsyncIterable<Uint8A
   }
 }
 
-/** Writes paths of one directory tree (`root`) as tar entries; hardlinks within one export become link entries. */
+/**
+ * Writes paths of one directory tree as tar entries; hardlinks within one export become link
+ * entries. Every entry is reached through the tree's directory descriptors, so a running container
+ * that swaps a directory for a symlink after the walk gets nothing read through the link.
+ */
 export class EntryWriter {
   #writer: TarWriter;
-  #root: string;
+  #tree: Tree;
   #opts: EntryWriterOptions;
   /** Hardlinked inodes already archived → their archive name. */
   #links = new Map<bigint, string>();
-  /** Directories checked to be real (not symlinks) on the way to an entry. */
-  #realDirs = new Set<string>();
 
-  constructor(writer: TarWriter, root: string, opts: EntryWriterOptions) {
+  constructor(writer: TarWriter, tree: Tree, opts: EntryWriterOptions) {
     this.#writer = writer;
-    this.#root = root.replace(/\/+$/, "");
+    this.#tree = tree;
     this.#opts = opts;
   }
 
-  /**
-   * The stat of `rel`, or null when it is gone or is reached through something that is no longer a
-   * directory (a running container may swap a directory for a symlink after the walk: never read through it).
-   */
+  /** The stat of `rel`, or null when it is gone or is reached through something that is no longer a directory. */
   stat(rel: string): Stat | null {
-    for (let slash = rel.indexOf("/"); slash >= 0; slash = rel.indexOf("/", slash + 1)) {
-      const dirRel = rel.slice(0, slash);
-      if (this.#realDirs.has(dirRel)) continue;
-      const st = this.#lstat(`${this.#root}/${dirRel}`);
-      if (st === null || !isDirMode(st.mode)) return null;
-      this.#realDirs.add(dirRel);
-    }
-    return this.#lstat(`${this.#root}/${rel}`);
+    return this.#tree.stat(rel);
   }
 
   /**
@@ -103,16 +96,14 @@ export class EntryWriter {
    * `ownersAsIs` keeps host ids (an overlay whiteout the kernel made: moby leaves its owner alone).
    */
   async write(rel: string, st: Stat, ownersAsIs = false): Promise<TarHeader | null> {
-    const abs = `${this.#root}/${rel}`;
     let header: TarHeader | null;
     try {
-      header = await this.#header(abs, rel, st, ownersAsIs);
+      header = await this.#header(rel, st, ownersAsIs);
     } catch (err) {
-      if (hasCode(err, "ENOENT", "ENOTDIR")) return null; // removed while its attributes were read
+      if (isGone(err)) return null; // removed while its attributes were read
       throw err;
     }
     if (header === null) return null;
-    if (header.type === "directory") this.#realDirs.add(rel);
     if (header.type !== "file" || header.size === 0) {
       await this.#writer.add(header);
       return header;
@@ -122,14 +113,14 @@ export class EntryWriter {
       if (header.size <= SMALL_FILE) {
         // One call instead of open/read/close; the header takes the size actually read, so a
         // small file a running container is writing to cannot break the archive.
-        const bytes = await fs.readFile(abs, { flag: OPEN_FLAGS });
+        const bytes = await fs.readFile(this.#tree.at(rel), { flag: OPEN_FLAGS });
         header = { ...header, size: bytes.byteLength };
         await this.#writer.add(header, bytes);
         return header;
       }
-      handle = await fs.open(abs, OPEN_FLAGS);
+      handle = await fs.open(this.#tree.at(rel), OPEN_FLAGS);
     } catch (err) {
-      if (hasCode(err, "ENOENT", "ENOTDIR", "ELOOP")) return null;
+      if (isGone(err)) return null;
       throw err;
     }
     try {
@@ -145,11 +136,11 @@ export class EntryWriter {
     await this.#writer.add({ name, type: "file", mode, uid, gid, size: 0, mtime: MARKER_MTIME, linkname: "", devmajor: 0, devminor: 0, xattrs: new Map() });
   }
 
-  async #header(abs: string, rel: string, st: Stat, ownersAsIs: boolean): Promise<TarHeader | null> {
+  async #header(rel: string, st: Stat, ownersAsIs: boolean): Promise<TarHeader | null> {
     const type = tarTypeOf(st.mode);
     if (type === null) return null;
     const device = type === "char" || type === "block";
-    const xattrs = readXattrs(this.#opts.sys, abs);
+    const xattrs = readXattrs(this.#opts.sys, this.#tree.at(rel));
     const drop = this.#opts.dropXattr;
     if (drop) for (const name of [...xattrs.keys()]) if (drop(name)) xattrs.delete(name);
     const cap = xattrs.get(CAPABILITY_XATTR);
@@ -162,7 +153,7 @@ export class EntryWriter {
       gid: ownersAsIs ? st.gid : toContainer(this.#opts.gidMaps, st.gid, "GID"),
       size: type === "file" ? st.size : 0,
       mtime: st.mtime,
-      linkname: type === "symlink" ? await fs.readlink(abs) : "",
+      linkname: type === "symlink" ? await this.#readlink(rel) : "",
       devmajor: device ? st.rdevMajor : 0,
       devminor: device ? st.rdevMinor : 0,
       xattrs,
@@ -175,11 +166,12 @@ export class EntryWriter {
     return header;
   }
 
-  #lstat(abs: string): Stat | null {
+  async #readlink(rel: string): Promise<string> {
     try {
-      return this.#opts.sys.lstat(abs);
+      return await fs.readlink(this.#tree.at(rel));
     } catch (err) {
-      if (hasCode(err, "ENOENT", "ENOTDIR")) return null;
+      // EINVAL: no longer a symlink (a running container replaced it): as good as gone.
+      if (hasCode(err, "EINVAL")) throw Object.assign(new Error(`"${rel}" changed while it was read`), { code: "ENOENT" });
       throw err;
     }
   }

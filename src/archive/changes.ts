@@ -4,8 +4,8 @@
  */
 import type { Change } from "./change.ts";
 import { ChangeKind } from "./change.ts";
-import { hasCode } from "../core/errors.ts";
-import type { Stat, Sys } from "../sys/types.ts";
+import type { Dirent, Stat, Sys } from "../sys/types.ts";
+import { Tree, isGone, withTree } from "./tree.ts";
 import { isDirMode } from "./_file-type.ts";
 import { yieldToLoop } from "./_metadata.ts";
 
@@ -63,21 +63,22 @@ function _sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
 class _Walk {
   readonly changes: Change[] = [];
   #sys: Sys;
-  #layer: string;
-  #parent: string | null;
+  #layer: Tree;
+  #parent: Tree | null;
   #seen = 0;
 
-  constructor(sys: Sys, layer: string, parent: string | null) {
+  constructor(sys: Sys, layer: Tree, parent: Tree | null) {
     this.#sys = sys;
     this.#layer = layer;
     this.#parent = parent;
   }
 
-  #lstat(abs: string): Stat | null {
+  /** The entries of `rel` in `tree`; none when it is gone or no longer a directory (a running container). */
+  #list(tree: Tree, rel: string): Dirent[] {
     try {
-      return this.#sys.lstat(abs);
+      return tree.list(rel);
     } catch (err) {
-      if (hasCode(err, "ENOENT")) return null;
+      if (rel !== "" && isGone(err)) return [];
       throw err;
     }
   }
@@ -89,24 +90,24 @@ class _Walk {
   async dir(rel: string, parentIsDir: boolean): Promise<boolean> {
     const before = this.changes.length;
     const sys = this.#sys;
+    const parent = parentIsDir ? this.#parent : null;
     const oldNames = new Set<string>();
-    if (parentIsDir && this.#parent !== null) for (const e of sys.lreaddirTypes(this.#parent + rel)) oldNames.add(e.name);
-    for (const e of sys.lreaddirTypes(this.#layer + rel)) {
+    if (parent !== null) for (const e of this.#list(parent, rel)) oldNames.add(e.name);
+    for (const e of this.#list(this.#layer, rel)) {
       const child = `${rel}/${e.name}`;
       if (++this.#seen % YIELD_EVERY === 0) await yieldToLoop();
-      const st = this.#lstat(this.#layer + child);
+      const st = this.#layer.stat(child);
       // Gone since the listing (a running container): it is simply not there.
       if (st === null) continue;
       const isDir = isDirMode(st.mode);
-      if (!oldNames.has(e.name)) {
+      const old = parent !== null && oldNames.delete(e.name) ? parent.stat(child) : null;
+      if (old === null) {
         this.changes.push({ Path: child, Kind: ChangeKind.Add });
         if (isDir) await this.dir(child, false);
         continue;
       }
-      oldNames.delete(e.name);
-      const old = sys.lstat(this.#parent + child);
       const modified = _statDifferent(old, st) ||
-        !_sameBytes(sys.lgetxattr(this.#parent + child, CAPABILITY_XATTR), sys.lgetxattr(this.#layer + child, CAPABILITY_XATTR));
+        !_sameBytes(sys.lgetxattr(parent!.at(child), CAPABILITY_XATTR), sys.lgetxattr(this.#layer.at(child), CAPABILITY_XATTR));
       if (modified) this.changes.push({ Path: child, Kind: ChangeKind.Modify });
       // A directory that replaced a file has only additions below it; a file that replaced a
       // directory hides the old children, which moby does not list as deleted either.
@@ -129,7 +130,14 @@ class _Walk {
  * // [{ Path: "/etc", Kind: 0 }, { Path: "/etc/hosts", Kind: 0 }, { Path: "/tmp/x", Kind: 1 }]
  */
 export async function changesDirs(layer: string, parent: string | null, sys: Sys): Promise<Change[]> {
-  const walk = new _Walk(sys, _trimSlash(layer), parent === null ? null : _trimSlash(parent));
-  await walk.dir("", parent !== null);
-  return walk.changes.sort((a, b) => comparePaths(a.Path, b.Path));
+  return await withTree(sys, _trimSlash(layer), async (layerTree) => {
+    const parentTree = parent === null ? null : Tree.open(sys, _trimSlash(parent));
+    try {
+      const walk = new _Walk(sys, layerTree, parentTree);
+      await walk.dir("", parent !== null);
+      return walk.changes.sort((a, b) => comparePaths(a.Path, b.Path));
+    } finally {
+      parentTree?.close();
+    }
+  });
 }

@@ -8,6 +8,7 @@ import type { Change } from "./change.ts";
 import { ChangeKind } from "./change.ts";
 import type { Sys } from "../sys/types.ts";
 import { EntryWriter, isOverlayWhiteout, whiteoutName } from "./_entry-writer.ts";
+import { withTree } from "./tree.ts";
 import { comparePaths } from "./changes.ts";
 import { TarWriter } from "./tar-writer.ts";
 
@@ -30,7 +31,9 @@ export interface ExportOptions {
 export function exportChanges(dir: string, changes: Change[], sys: Sys, opts: ExportOptions = {}): ReadableStream<Uint8Array> {
   const writer = new TarWriter();
   const sorted = [...changes].sort((a, b) => comparePaths(a.Path, b.Path));
-  _export(new EntryWriter(writer, dir, { sys, ...opts }), sorted).then(() => writer.finish()).catch((err) => writer.abort(err));
+  withTree(sys, dir, (tree) => _export(new EntryWriter(writer, tree, { sys, ...opts }), sorted))
+    .then(() => writer.finish())
+    .catch((err) => writer.abort(err));
   return writer.stream;
 }
 

@@ -14,6 +14,7 @@ import { yieldToLoop } from "./_metadata.ts";
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, isOverlayXattr } from "./whiteouts.ts";
 import { comparePaths } from "./changes.ts";
 import { TarWriter } from "./tar-writer.ts";
+import { type Tree, isGone, withTree } from "./tree.ts";
 
 /** Paths looked at between two yields to the event loop. */
 const YIELD_EVERY = 1024;
@@ -29,16 +30,24 @@ export interface ExportUpperOptions {
 
 /** Whether an xattr is overlay's bookkeeping rather than the file's own. */
 
-/** Every path under `upper` ("a/b"), sorted as moby sorts change paths. */
-async function _paths(sys: Sys, upper: string): Promise<string[]> {
+/** Every path under the tree ("a/b"), sorted as moby sorts change paths. */
+async function _paths(tree: Tree): Promise<string[]> {
   const out: string[] = [];
   const walk = async (rel: string) => {
-    for (const e of sys.lreaddirTypes(rel === "" ? upper : `${upper}/${rel}`)) {
+    let entries;
+    try {
+      entries = tree.list(rel);
+    } catch (err) {
+      // Swapped for a symlink or removed since it was listed (a running container): nothing below it.
+      if (rel !== "" && isGone(err)) return;
+      throw err;
+    }
+    for (const e of entries) {
       const child = rel === "" ? e.name : `${rel}/${e.name}`;
       out.push(child);
       if (out.length % YIELD_EVERY === 0) await yieldToLoop();
-      const isDir = e.type === DT.UNKNOWN ? isDirMode(sys.lstat(`${upper}/${child}`).mode) : e.type === DT.DIR;
-      if (isDir) await walk(child);
+      const st = e.type === DT.UNKNOWN ? tree.stat(child) : null;
+      if (e.type === DT.DIR || (st !== null && isDirMode(st.mode))) await walk(child);
     }
   };
   await walk("");
@@ -53,13 +62,14 @@ async function _paths(sys: Sys, upper: string): Promise<string[]> {
  */
 export function exportUpper(upper: string, opts: ExportUpperOptions): ReadableStream<Uint8Array> {
   const writer = new TarWriter();
-  const entries = new EntryWriter(writer, upper, { ...opts, dropXattr: isOverlayXattr });
-  _export(entries, upper, opts.sys).then(() => writer.finish()).catch((err) => writer.abort(err));
+  withTree(opts.sys, upper, (tree) => _exportTree(new EntryWriter(writer, tree, { ...opts, dropXattr: isOverlayXattr }), tree, opts.sys))
+    .then(() => writer.finish())
+    .catch((err) => writer.abort(err));
   return writer.stream;
 }
 
-async function _export(entries: EntryWriter, upper: string, sys: Sys): Promise<void> {
-  for (const rel of await _paths(sys, upper.replace(/\/+$/, ""))) {
+async function _exportTree(entries: EntryWriter, tree: Tree, sys: Sys): Promise<void> {
+  for (const rel of await _paths(tree)) {
     const st = entries.stat(rel);
     if (st === null) continue;
     if (isOverlayWhiteout(st)) {
@@ -68,7 +78,14 @@ async function _export(entries: EntryWriter, upper: string, sys: Sys): Promise<v
     }
     const header = await entries.write(rel, st);
     if (header?.type !== "directory") continue;
-    const opaque = sys.lgetxattr(`${upper}/${rel}`, OVERLAY_OPAQUE_XATTR);
+    let opaque: Uint8Array | null;
+    try {
+      opaque = sys.lgetxattr(tree.at(rel), OVERLAY_OPAQUE_XATTR);
+    } catch (err) {
+      // Removed since it was written (a running container): nothing hides below it any more.
+      if (!isGone(err)) throw err;
+      opaque = null;
+    }
     // As moby writes it: the directory's permissions and owner, no time.
     if (opaque !== null && opaque.length === 1 && opaque[0] === 0x79) {
       await entries.marker(`${rel}/${WHITEOUT_OPAQUE}`, header.mode & 0o777, header.uid, header.gid);

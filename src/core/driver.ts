@@ -144,7 +144,8 @@ export function rejectUnknownOptions(driver: string, options: Record<string, str
 /** Builds a driver, or throws ErrNotSupported / ErrPrerequisites / ErrIncompatibleFS. */
 export type InitFunc = (config: DriverConfig) => Promise<Driver>;
 
-interface Registration {
+/** A registered driver. */
+export interface Registration {
   init: InitFunc;
   priority: number;
   layout?: StoreLayout;
@@ -163,6 +164,14 @@ export function register(name: string, init: InitFunc, priority: number, layout?
 /** Forget a driver (tests register throwaway drivers). */
 export function unregister(name: string): void {
   registry.delete(name);
+}
+
+/**
+ * What `name` was registered with (its init, priority and store layout), or undefined: `strata
+ * check` recognises a store made before markers by its layout.
+ */
+export function registrationOf(name: string): Readonly<Registration> | undefined {
+  return registry.get(name);
 }
 
 /** The registered names, highest priority first. */

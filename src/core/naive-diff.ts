@@ -127,7 +127,7 @@ class _NaiveDiff {
   async diffSize(id: string, changes: Change[]): Promise<number> {
     const layer = await this.#proto.get(id, "");
     try {
-      return await changesSize(layer, changes);
+      return await changesSize(this.#proto.sys, layer, changes);
     } finally {
       await this.#proto.put(id);
     }

@@ -1,5 +1,7 @@
 /** `strata serve`: the GraphDriver plugin on a socket until SIGTERM. */
 import type { Logger } from "../core/log.ts";
+import { Metrics, processCollector } from "../core/metrics.ts";
+import { type MetricsAddress, serveMetrics } from "../core/metrics-server.ts";
 import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { Sys } from "../sys/types.ts";
@@ -19,6 +21,8 @@ export interface ServeCommand {
   runtime: string;
   listenUnix: ListenUnix;
   listenTcp: ListenTcp;
+  /** `--metrics`: where to serve Prometheus metrics; null or absent for none. */
+  metrics?: MetricsAddress | null;
 }
 
 /** Serve until SIGTERM/SIGINT; resolves to the exit code. */
@@ -31,7 +35,10 @@ export async function runServe(opts: ServeCommand): Promise<number> {
     // Serve anyway: the daemon's next Init (at its own restart) can fix what the saved state could not.
     log.error("cannot restore saved state", { stateDir: opts.stateDir, err: (err as Error).message });
   }
-  const fetch = createApp(plugin, log).fetch;
+  const metrics = opts.metrics ? new Metrics() : undefined;
+  metrics?.addCollector(processCollector);
+  const fetch = createApp(plugin, log, metrics).fetch;
+  const endpoint = opts.metrics && metrics ? await serveMetrics(opts.metrics, metrics, opts, log) : null;
   let listener: Listener;
   let where = opts.socket;
   if ("tcp" in opts.address) {
@@ -48,6 +55,7 @@ export async function runServe(opts: ServeCommand): Promise<number> {
   // Mounts stay: containers the daemon is running keep using them; Cleanup is the daemon's call.
   await listener.close();
   if ("unix" in opts.address) await releaseSocketPath(opts.address.unix);
+  await endpoint?.close();
   log.info("stopped");
   return 0;
 }

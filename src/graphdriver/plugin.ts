@@ -10,6 +10,7 @@ import { initDriver, type Driver } from "../core/driver.ts";
 import { InvalidRequestError, NotInitializedError, hasCode } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { InitRequest } from "./protocol.ts";
+import { syncParent } from "../store/durable.ts";
 import type { Sys } from "../sys/types.ts";
 
 /** The file in the state dir holding the last Init. */
@@ -108,6 +109,8 @@ export class Plugin implements DriverSource {
       await handle.close();
     }
     await fs.rename(tmp, file);
+    // The rename too must survive a power cut: a restarted plugin is never sent Init again.
+    await syncParent(this.#opts.sys, file);
   }
 
   #serialised<T>(fn: () => Promise<T>): Promise<T> {

@@ -5,6 +5,9 @@ import { firstAvailable, initDriver, registeredDrivers } from "../core/driver.ts
 import { InvalidRequestError } from "../core/errors.ts";
 import { MIN_SIZE, parseSize } from "../core/size-units.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics, processCollector } from "../core/metrics.ts";
+import { type MetricsAddress, serveMetrics } from "../core/metrics-server.ts";
+import type { ListenTcp, ListenUnix } from "../graphdriver/serve/types.ts";
 import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { OpenDatabase } from "../store/sqlite/types.ts";
@@ -23,6 +26,10 @@ export interface SnapshotterCommand {
   openDatabase: OpenDatabase;
   /** Size limit of active snapshots (containers), e.g. "10G"; "" for none. Needs the overlay driver. */
   size?: string;
+  /** `--metrics`: where to serve Prometheus metrics; null or absent for none (then the listeners are not needed). */
+  metrics?: MetricsAddress | null;
+  listenUnix?: ListenUnix;
+  listenTcp?: ListenTcp;
 }
 
 /** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
@@ -65,8 +72,15 @@ async function autoCandidates(root: string): Promise<string[]> {
 export async function runSnapshotter(cmd: SnapshotterCommand): Promise<number> {
   const { log } = cmd;
   const service = await openSnapshotter(cmd);
+  const metrics = cmd.metrics ? new Metrics() : undefined;
+  metrics?.addCollector(processCollector);
+  let endpoint = null;
+  if (cmd.metrics && metrics) {
+    if (!cmd.listenUnix || !cmd.listenTcp) throw new InvalidRequestError("Cannot serve metrics: this runtime gave no listeners");
+    endpoint = await serveMetrics(cmd.metrics, metrics, { listenUnix: cmd.listenUnix, listenTcp: cmd.listenTcp }, log);
+  }
   await prepareSocketPath(cmd.socket);
-  const server = await listenSnapshotter(service, cmd.socket, log);
+  const server = await listenSnapshotter(service, cmd.socket, log, metrics);
   await secureSocket(cmd.socket);
   log.info("serving snapshotter", { socket: cmd.socket, root: cmd.root, driver: service.driverName });
   await untilStopped(log);
@@ -74,6 +88,7 @@ export async function runSnapshotter(cmd: SnapshotterCommand): Promise<number> {
   await server.close();
   await service.close();
   await releaseSocketPath(cmd.socket);
+  await endpoint?.close();
   log.info("stopped");
   return 0;
 }

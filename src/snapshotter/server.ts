@@ -3,7 +3,10 @@
  * unix socket through @grpc/grpc-js, every request validated, every error through `errors.ts`.
  */
 import * as grpc from "@grpc/grpc-js";
+import { StrataError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { driverCollector } from "../core/metered-driver.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { MountSpec } from "../mount/spec.ts";
 import { toGrpcError } from "./errors.ts";
 import { parseFilters } from "./filters.ts";
@@ -28,8 +31,18 @@ function _info(i: Info): WireInfo {
   return { name: i.key, parent: i.parent, kind: i.kind as unknown as WireKind, createdAt: i.created, updatedAt: i.updated, labels: i.labels };
 }
 
-/** The gRPC handlers of `service`. */
-export function snapshotsHandlers(service: SnapshotService, log: Logger): SnapshotsServer {
+/** The front end's name in metrics labels. */
+const FRONTEND = "snapshotter";
+
+/** The metrics outcome of a failed call: its error's kind. */
+function _kind(err: unknown): string {
+  return err instanceof StrataError ? err.kind : "internal";
+}
+
+/** The gRPC handlers of `service`; every call is counted and timed into `metrics` when given. */
+export function snapshotsHandlers(service: SnapshotService, log: Logger, metrics?: Metrics): SnapshotsServer {
+  metrics?.addCollector(driverCollector(() => service.driver));
+  const seconds = (start: number) => (performance.now() - start) / 1000;
   const unary = <Req, Res>(method: string, fn: (req: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {
       const start = performance.now();
@@ -39,11 +52,13 @@ export function snapshotsHandlers(service: SnapshotService, log: Logger): Snapsh
         .then(
           (res) => {
             log.debug("call", { method, key, ms: Math.round(performance.now() - start) });
+            metrics?.observeCall(FRONTEND, method, "ok", seconds(start));
             callback(null, res);
           },
           (err) => {
             const status = toGrpcError(err, `${method} of "${key}"`);
             log.warn("call failed", { method, key, code: grpc.status[status.code], err: status.details });
+            metrics?.observeCall(FRONTEND, method, _kind(err), seconds(start));
             callback(status);
           },
         );
@@ -74,14 +89,17 @@ export function snapshotsHandlers(service: SnapshotService, log: Logger): Snapsh
       return { info: _info(service.update(req.info.name, req.info.labels, req.updateMask)) };
     }),
     list: (call) => {
+      const start = performance.now();
       try {
         const req = parseSnapshotRequest("List", ListRequest, call.request);
         const all = service.list(parseFilters(req.filters)).map(_info);
         for (let i = 0; i < all.length; i += LIST_BATCH) call.write({ info: all.slice(i, i + LIST_BATCH) });
         call.end();
+        metrics?.observeCall(FRONTEND, "List", "ok", seconds(start));
       } catch (err) {
         const status = toGrpcError(err, "List");
         log.warn("call failed", { method: "List", code: grpc.status[status.code], err: status.details });
+        metrics?.observeCall(FRONTEND, "List", _kind(err), seconds(start));
         call.emit("error", status);
       }
     },
@@ -104,9 +122,9 @@ export interface SnapshotServer {
  * @example
  * const server = await listenSnapshotter(service, "/run/strata/snapshotter.sock", log);
  */
-export async function listenSnapshotter(service: SnapshotService, socketPath: string, log: Logger): Promise<SnapshotServer> {
+export async function listenSnapshotter(service: SnapshotService, socketPath: string, log: Logger, metrics?: Metrics): Promise<SnapshotServer> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE, "grpc.max_send_message_length": MAX_MESSAGE });
-  server.addService(SnapshotsService, snapshotsHandlers(service, log));
+  server.addService(SnapshotsService, snapshotsHandlers(service, log, metrics));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });

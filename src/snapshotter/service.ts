@@ -45,6 +45,11 @@ export class SnapshotService {
     this.#defaultSize = defaultSize;
   }
 
+  /** The driver serving the snapshots (metrics read its counts). */
+  get driver(): Driver {
+    return this.#driver;
+  }
+
   /** The driver's name ("overlay", "vfs"). */
   get driverName(): string {
     return this.#driver.name;
@@ -115,8 +120,10 @@ export class SnapshotService {
   async commit(name: string, key: string, opts: CreateOptions): Promise<void> {
     const info = this.#meta.activeForCommit(key, name);
     const layer = String(info.id);
-    await this.#driver.commit(layer);
+    // Measured before the driver seals it: a commit may change how the layer is stored (erofs
+    // writes the upper dir as an image), not what it holds.
     const usage = await this.#driver.usage(layer);
+    await this.#driver.commit(layer);
     faultPoint(FAULT.snapshotCommitBeforeRecord);
     this.#meta.commit(key, name, opts.labels, usage);
   }

@@ -4,16 +4,21 @@
  * leaves only entries in the temp dir, which the driver's next start empties or finishes.
  */
 import * as fs from "node:fs/promises";
+import * as path from "node:path";
 import { hasCode } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import type { Sys } from "../sys/types.ts";
 import { entryPath, tempName } from "./names.ts";
+import { removeBeneath } from "./remove-tree.ts";
 
 export class Staging {
   #seq = 0;
 
   readonly #log: Logger;
+  readonly #sys: Sys;
 
-  constructor(readonly dir: string, log: Logger) {
+  constructor(readonly dir: string, sys: Sys, log: Logger) {
+    this.#sys = sys;
     this.#log = log;
   }
 
@@ -39,8 +44,16 @@ export class Staging {
     return aside;
   }
 
-  /** Delete `p` (a tree moved aside or a build that failed); what cannot go now is logged and left for the next start. */
+  /**
+   * Delete the entry `p` of a temp dir and all below it, through directory fds resolved beneath
+   * that temp dir (`removeBeneath`): a symlink goes as a link, a mount inside is refused.
+   */
+  async remove(p: string): Promise<void> {
+    await removeBeneath(this.#sys, path.dirname(p), path.basename(p));
+  }
+
+  /** `remove`, for a tree moved aside or a build that failed: what cannot go now is logged and left for the next start. */
   async discard(p: string, id: string, what = "remove"): Promise<void> {
-    await fs.rm(p, { recursive: true, force: true }).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
+    await this.remove(p).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
   }
 }

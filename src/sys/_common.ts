@@ -34,16 +34,37 @@ export const O_RDONLY_CLOEXEC = 0o2000000;
  * asm-generic architectures such as aarch64 (0o40000, 0o100000).
  */
 export const O_DIRECTORY_NOFOLLOW = (typeof process !== "undefined" && process.arch === "x64") ? 0o600000 : 0o140000;
+/** `O_NOFOLLOW` alone (x86_64: 0o400000; asm-generic: 0o100000). */
+export const O_NOFOLLOW = (typeof process !== "undefined" && process.arch === "x64") ? 0o400000 : 0o100000;
+/** `O_DIRECTORY` alone (x86_64: 0o200000; asm-generic: 0o40000). */
+export const O_DIRECTORY = O_DIRECTORY_NOFOLLOW - O_NOFOLLOW;
+/** `O_PATH`: a handle on the entry itself, not opened for I/O (the same value on x86_64 and aarch64). */
+export const O_PATH = 0o10000000;
+/** `AT_REMOVEDIR`: unlinkat removes an empty directory. */
+export const AT_REMOVEDIR = 0x200;
+/** openat2's `RESOLVE_*`: stay below the dirfd, follow no symlink (magic links included), cross no mount. */
+export const RESOLVE = { NO_XDEV: 0x1, NO_MAGICLINKS: 0x2, NO_SYMLINKS: 0x4, BENEATH: 0x8 } as const;
+/** `SYS_openat2`, one number on every architecture (the unified syscall table). glibc 2.36 has no wrapper. */
+export const SYS_OPENAT2 = 437;
+/** `sizeof(struct open_how)`: flags, mode, resolve (three u64). */
+export const OPEN_HOW_SIZE = 24;
 /** Buffer size for one getdents64 call. */
 export const DIRENT_BUF_SIZE = 32 * 1024;
 /** One fs-context log message is at most this long (the kernel truncates to fit). */
 const FS_LOG_BUF_SIZE = 1024;
 
 const EINVAL = 22;
+const ENOSYS = 38;
 const ERANGE = 34;
 const ENODATA = 61;
 /** ENOTSUP and EOPNOTSUPP share 95 on Linux. */
 const ENOTSUP = 95;
+
+/** How `libcSys` is built; tests turn openat2 off to run the fallback. */
+export interface SysOptions {
+  /** Use openat2(2) (default); false: the per-component O_NOFOLLOW walk older kernels get. */
+  openat2?: boolean;
+}
 
 /** A C pointer argument: a buffer libc reads or fills, or NULL. */
 type Buf = Uint8Array | null;
@@ -76,6 +97,12 @@ export interface Libc {
   renameat2(oldDirfd: number, oldPath: Buf, newDirfd: number, newPath: Buf, flags: number): Ret;
   open(path: Buf, flags: number, mode: number): Ret;
   getdents64(fd: number, buf: Buf, count: number | bigint): Ret;
+  /** syscall(SYS_openat2, dirfd, path, how, size): the only syscall strata makes by number. */
+  syscall(nr: number | bigint, dirfd: number | bigint, path: Buf, how: Buf, size: number | bigint): Ret;
+  openat(dirfd: number, path: Buf, flags: number, mode: number): Ret;
+  unlinkat(dirfd: number, path: Buf, flags: number): Ret;
+  fsync(fd: number): Ret;
+  syncfs(fd: number): Ret;
 }
 
 const encoder = new TextEncoder();
@@ -121,6 +148,7 @@ export function decodeStatx(buf: Uint8Array): Stat {
     mode: view.getUint16(28, true),
     ino: view.getBigUint64(32, true),
     size: Number(view.getBigUint64(40, true)),
+    blocks: Number(view.getBigUint64(48, true)),
     atime: time(64),
     mtime: time(112),
     rdevMajor: view.getUint32(128, true),
@@ -154,6 +182,27 @@ export function decodeDirents(buf: Uint8Array, out: Dirent[] = []): Dirent[] {
   return out;
 }
 
+/** A `struct open_how` for openat2(2). */
+export function encodeOpenHow(flags: number, resolve: number): Uint8Array {
+  const buf = new Uint8Array(OPEN_HOW_SIZE);
+  const view = new DataView(buf.buffer);
+  view.setBigUint64(0, BigInt(flags), true);
+  view.setBigUint64(16, BigInt(resolve), true);
+  return buf;
+}
+
+/**
+ * The components of a path resolved beneath a directory: refuses an absolute path, "..", and empty
+ * input, so the component walk (where openat2 is missing) can never climb out.
+ */
+export function beneathComponents(path: string): string[] {
+  const parts = path.split("/").filter((c) => c !== "" && c !== ".");
+  if (path.startsWith("/") || parts.includes("..")) throw new ErrnoError("openat2", EXDEV_BENEATH, path);
+  return parts;
+}
+/** openat2 answers EXDEV for a path that would leave the directory under RESOLVE_BENEATH. */
+const EXDEV_BENEATH = 18;
+
 /** Split llistxattr's output, a run of NUL-terminated names, into strings. */
 export function splitXattrNames(buf: Uint8Array): string[] {
   return decoder.decode(buf).split("\0").filter((name) => name !== "");
@@ -172,7 +221,9 @@ export function check(ret: Ret, errno: () => number, syscall: string, path?: str
  * The `Sys` every runtime shares, built over that runtime's raw libc symbols and errno reader;
  * `addressOf` turns a buffer into the integer a pointer-carrying ioctl argument needs.
  */
-export function libcSys(runtime: string, libc: Libc, errno: () => number, addressOf: (buf: Uint8Array) => number | bigint): Sys {
+export function libcSys(
+  runtime: string, libc: Libc, errno: () => number, addressOf: (buf: Uint8Array) => number | bigint, options: SysOptions = {},
+): Omit<Sys, "syncAsync"> {
   /** Run one sized xattr call twice: once to learn the size, then to fill a buffer. */
   const sized = (syscall: string, path: string, call: (buf: Buf, size: number) => Ret): Uint8Array | number => {
     for (;;) {
@@ -207,6 +258,34 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number, addres
     } finally {
       libc.close(fd);
     }
+  };
+
+  /** openat2 is Linux 5.6+; learnt from the first ENOSYS, then the component walk stands in. */
+  let openat2 = options.openat2 ?? true;
+  const openBeneath = (dirfd: number, path: string, flags: number): number => {
+    const want = flags | O_RDONLY_CLOEXEC | O_NOFOLLOW;
+    if (openat2) {
+      const how = encodeOpenHow(want, RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS | RESOLVE.NO_MAGICLINKS | RESOLVE.NO_XDEV);
+      const ret = Number(libc.syscall(SYS_OPENAT2, dirfd, cstr(path, "openat2"), how, OPEN_HOW_SIZE));
+      if (ret !== -1) return ret;
+      const err = errno();
+      if (err !== ENOSYS) throw new ErrnoError("openat2", err, path);
+      openat2 = false;
+    }
+    // One component at a time, each opened with O_NOFOLLOW below the last: no link is followed,
+    // no ".." climbs (mount crossings are not detected without openat2).
+    const parts = beneathComponents(path);
+    if (parts.length === 0) return check(libc.openat(dirfd, cstr(".", "openat"), want, 0), errno, "openat", path);
+    let fd = dirfd;
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      const ret = Number(libc.openat(fd, cstr(parts[i], "openat"), last ? want : O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0));
+      const err = ret === -1 ? errno() : 0;
+      if (fd !== dirfd) libc.close(fd);
+      if (ret === -1) throw new ErrnoError("openat", err, path);
+      fd = ret;
+    }
+    return fd;
   };
 
   return {
@@ -313,6 +392,39 @@ export function libcSys(runtime: string, libc: Libc, errno: () => number, addres
     lreaddirTypes(path) {
       const fd = check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0), errno, "open", path);
       return readdirFrom(fd, path);
+    },
+    openDir(path) {
+      return check(libc.open(cstr(path, "open"), O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW, 0), errno, "open", path);
+    },
+    openBeneath,
+    openEntry(path, flags) {
+      return check(libc.open(cstr(path, "open"), flags | O_RDONLY_CLOEXEC | O_NOFOLLOW, 0), errno, "open", path);
+    },
+    statAt(dirfd, name) {
+      const buf = new Uint8Array(STATX_BUF_SIZE);
+      check(libc.statx(dirfd, cstr(name, "lstat"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf), errno, "lstat", name);
+      return decodeStatx(buf);
+    },
+    readdirFd(fd) {
+      const out: Dirent[] = [];
+      const buf = new Uint8Array(DIRENT_BUF_SIZE);
+      for (;;) {
+        const n = check(libc.getdents64(fd, buf, buf.byteLength), errno, "getdents64");
+        if (n === 0) return out;
+        decodeDirents(buf.subarray(0, n), out);
+      }
+    },
+    unlinkAt(dirfd, name, dir) {
+      check(libc.unlinkat(dirfd, cstr(name, "unlinkat"), dir ? AT_REMOVEDIR : 0), errno, "unlinkat", name);
+    },
+    renameAt(fromDirfd, from, toDirfd, to, flags) {
+      check(libc.renameat2(fromDirfd, cstr(from, "renameat2"), toDirfd, cstr(to, "renameat2"), flags), errno, "renameat2", from);
+    },
+    fsync(fd) {
+      check(libc.fsync(fd), errno, "fsync");
+    },
+    syncfs(fd) {
+      check(libc.syncfs(fd), errno, "syncfs");
     },
   };
 }

@@ -3,7 +3,8 @@
  * calls mean is in `_common.ts`, shared with the Deno adapter.
  */
 import { FFIType, dlopen, ptr, read } from "bun:ffi";
-import { libcSys } from "./_common.ts";
+import { ErrnoError } from "../core/errors.ts";
+import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
 // "ptr" parameters take a Uint8Array (Bun passes its data pointer, honouring byteOffset) or null.
@@ -56,6 +57,18 @@ const SYMBOLS = {
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
   /** ssize_t getdents64(int fd, void *dirp, size_t count) */
   getdents64: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
+  // syscall is variadic; integer and pointer varargs travel like fixed ones on x86_64 and aarch64 Linux.
+  /** long syscall(long number, ...) — called as (SYS_openat2, int dirfd, const char *path, struct open_how *how, size_t size) */
+  syscall: { args: ["i64", "i64", "ptr", "ptr", "u64"], returns: FFIType.i64_fast },
+  // openat is variadic like open.
+  /** int openat(int dirfd, const char *path, int flags, ...) — called as (int, const char *, int, mode_t) */
+  openat: { args: ["i32", "ptr", "i32", "u32"], returns: "i32" },
+  /** int unlinkat(int dirfd, const char *path, int flags) */
+  unlinkat: { args: ["i32", "ptr", "i32"], returns: "i32" },
+  /** int fsync(int fd) */
+  fsync: { args: ["i32"], returns: "i32" },
+  /** int syncfs(int fd) */
+  syncfs: { args: ["i32"], returns: "i32" },
 } as const;
 
 /**
@@ -64,10 +77,55 @@ const SYMBOLS = {
  * const sys = createSys();
  * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
  */
-export function createSys(): Sys {
+export function createSys(options: SysOptions = {}): Sys {
   const lib = dlopen("libc.so.6", SYMBOLS);
   const { __errno_location, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf));
+  const sys = libcSys("bun", libc, () => read.i32(__errno_location()!, 0), (buf) => ptr(buf), options);
+  return { ...sys, syncAsync: syncOffThread };
+}
+
+/**
+ * The sync worker's module. compile.sh builds it into the binary as a second entry point, where
+ * every module shares the bundle's URL and entry points keep their place below src/.
+ */
+const WORKER_URL = import.meta.url.startsWith("file:///$bunfs/")
+  ? new URL("./sys/_sync-worker.bun.ts", import.meta.url).href
+  : new URL("./_sync-worker.bun.ts", import.meta.url).href;
+/** What a sync reports when its worker could not run it. */
+const EIO = 5;
+/** Calls waiting for the sync worker, by id. */
+const pending = new Map<number, { resolve: () => void; reject: (err: Error) => void; whole: boolean }>();
+/** Bun's Worker: ref/unref say whether it keeps the process alive (it must not while idle). */
+type BunWorker = Worker & { ref(): void; unref(): void };
+let worker: BunWorker | null = null;
+let nextId = 0;
+
+/** fsync/syncfs in `_sync-worker.bun.ts` (bun:ffi calls block their thread; a worker's thread is not the loop's). */
+function syncOffThread(fd: number, whole: boolean): Promise<void> {
+  if (worker === null) {
+    worker = new Worker(WORKER_URL) as BunWorker;
+    worker.onmessage = (event: MessageEvent<{ id: number; errno: number }>) => {
+      const call = pending.get(event.data.id);
+      if (call === undefined) return;
+      pending.delete(event.data.id);
+      if (event.data.errno === 0) call.resolve();
+      else call.reject(new ErrnoError(call.whole ? "syncfs" : "fsync", event.data.errno));
+      if (pending.size === 0) worker!.unref();
+    };
+    // A worker that cannot start (not built into the binary) fails every call waiting on it, loudly.
+    worker.onerror = (event: ErrorEvent) => {
+      const err = new ErrnoError("sync worker", EIO, event.message);
+      for (const call of pending.values()) call.reject(err);
+      pending.clear();
+      worker = null;
+    };
+  }
+  const id = ++nextId;
+  worker.ref();
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, whole });
+    worker!.postMessage({ id, fd, whole });
+  });
 }

@@ -2,7 +2,8 @@
  * `Sys` over `Deno.dlopen`. Only the symbol table and the errno reader live here; everything the
  * calls mean is in `_common.ts`, shared with the Bun adapter.
  */
-import { libcSys } from "./_common.ts";
+import { ErrnoError } from "../core/errors.ts";
+import { libcSys, type SysOptions } from "./_common.ts";
 import type { Sys } from "./types.ts";
 
 // "buffer" parameters take a Uint8Array (Deno passes its data pointer, honouring byteOffset) or null.
@@ -54,6 +55,22 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t getdents64(int fd, void *dirp, size_t count) */
   getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // syscall is variadic; integer and pointer varargs travel like fixed ones on x86_64 and aarch64 Linux.
+  /** long syscall(long number, ...) — called as (SYS_openat2, int dirfd, const char *path, struct open_how *how, size_t size) */
+  syscall: { parameters: ["i64", "i64", "buffer", "buffer", "usize"], result: "i64" },
+  // openat is variadic like open.
+  /** int openat(int dirfd, const char *path, int flags, ...) — called as (int, const char *, int, mode_t) */
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  /** int unlinkat(int dirfd, const char *path, int flags) */
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int fsync(int fd) */
+  fsync: { parameters: ["i32"], result: "i32" },
+  /** int syncfs(int fd) */
+  syncfs: { parameters: ["i32"], result: "i32" },
+  /** fsync on Deno's FFI thread pool: the promise settles when it returns (errno stays on that thread). */
+  fsync_nonblocking: { name: "fsync", parameters: ["i32"], result: "i32", nonblocking: true },
+  /** syncfs, likewise. */
+  syncfs_nonblocking: { name: "syncfs", parameters: ["i32"], result: "i32", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -62,15 +79,28 @@ const SYMBOLS = {
  * const sys = createSys();
  * sys.mount("tmpfs", "/mnt/x", "tmpfs", 0, "size=1m");
  */
-export function createSys(): Sys {
+export function createSys(options: SysOptions = {}): Sys {
   const lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  const { __errno_location, ...libc } = lib.symbols;
+  const { __errno_location, fsync_nonblocking, syncfs_nonblocking, ...libc } = lib.symbols;
   // errno is thread-local: ask for its address at read time rather than caching one thread's.
   // glibc never returns NULL here.
-  return libcSys(
+  const sys = libcSys(
     "deno",
     libc,
     () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
     (buf) => Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)),
+    options,
   );
+  const syncAsync = async (fd: number, whole: boolean): Promise<void> => {
+    if ((await (whole ? syncfs_nonblocking(fd) : fsync_nonblocking(fd))) !== -1) return;
+    // The errno of a call on the pool's thread cannot be read here: ask again on this one, which
+    // names the error (EBADF, EIO) unless the writeback error was already reported and cleared.
+    if (whole) sys.syncfs(fd);
+    else sys.fsync(fd);
+    throw new ErrnoError(whole ? "syncfs" : "fsync", EIO);
+  };
+  return { ...sys, syncAsync };
 }
+
+/** What a failed sync reports when the kernel no longer says why: an I/O error. */
+const EIO = 5;

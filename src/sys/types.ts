@@ -31,6 +31,8 @@ export interface Stat {
   uid: number;
   gid: number;
   size: number;
+  /** 512-byte blocks allocated (stx_blocks). */
+  blocks: number;
   nlink: number;
   ino: bigint;
   rdevMajor: number;
@@ -59,6 +61,16 @@ export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
 
 /** fsmount(2) mount attributes (`MOUNT_ATTR_*`). */
 export const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8 } as const;
+
+/** open(2) flags `openBeneath` takes (O_NOFOLLOW and O_CLOEXEC it always adds). */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  NONBLOCK: 0o4000,
+  /** 0o200000 on x86_64, 0o40000 on the asm-generic architectures such as aarch64. */
+  DIRECTORY: (typeof process !== "undefined" && process.arch === "x64") ? 0o200000 : 0o40000,
+  PATH: 0o10000000,
+} as const;
 
 /** renameat2(2) flags. */
 export const RENAME = { NOREPLACE: 1, EXCHANGE: 2, WHITEOUT: 4 } as const;
@@ -132,4 +144,32 @@ export interface Sys {
    * (as for any other non-directory), so a walk never lists a directory through a link.
    */
   lreaddirTypes(path: string): Dirent[];
+  /** open(path, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC): a directory fd to resolve beneath; ENOTDIR/ELOOP for anything else. */
+  openDir(path: string): number;
+  /**
+   * openat2(dirfd, path, flags | O_NOFOLLOW | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+   * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV): `path` opened only if it lies below `dirfd` without a
+   * symlink or a mount crossing on the way (ELOOP, EXDEV otherwise); flags from `O`. Where openat2
+   * is missing (Linux < 5.6), one O_NOFOLLOW openat per component.
+   */
+  openBeneath(dirfd: number, path: string, flags: number): number;
+  /** open(path, flags | O_NOFOLLOW | O_CLOEXEC): the entry itself (ELOOP for a symlink), flags from `O`. */
+  openEntry(path: string, flags: number): number;
+  /** statx(dirfd, name, AT_SYMLINK_NOFOLLOW): the entry itself, resolved below an open directory. */
+  statAt(dirfd: number, name: string): Stat;
+  /** Every entry left to read in the directory open as `fd` (which stays open), without "." and "..". */
+  readdirFd(fd: number): Dirent[];
+  /** unlinkat(dirfd, name, dir ? AT_REMOVEDIR : 0): removes the entry itself, a symlink as a link. */
+  unlinkAt(dirfd: number, name: string, dir: boolean): void;
+  /** renameat2(fromDirfd, from, toDirfd, to, flags), flags from `RENAME`. */
+  renameAt(fromDirfd: number, from: string, toDirfd: number, to: string, flags: number): void;
+  /** fsync(2). */
+  fsync(fd: number): void;
+  /** syncfs(2): write back every dirty page of the filesystem `fd` is on. */
+  syncfs(fd: number): void;
+  /**
+   * syncfs(2) (`whole`) or fsync(2) of `fd` on another thread, so a long writeback never stalls the
+   * event loop; rejects with ErrnoError. `fd` must stay open until it settles.
+   */
+  syncAsync(fd: number, whole: boolean): Promise<void>;
 }

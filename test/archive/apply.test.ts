@@ -49,7 +49,7 @@ describe("applyLayer", () => {
     const items = richLayer({ symlinks: false });
     const size = await applyItems(dir, items);
     expect(size).toBe("#!/bin/sh\necho tool\n".length + "sgid".length + "hello".length + "a=1\n".length + 3_000_001);
-    expect(size).toBe(await changesSize(dir, await changesDirs(dir, null, sys)));
+    expect(size).toBe(await changesSize(sys, dir, await changesDirs(dir, null, sys)));
   });
 
   test("counts whiteouts and skipped AUFS metadata in the size, as moby does", async () => {

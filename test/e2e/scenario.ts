@@ -4,6 +4,8 @@
  * see; failures carry the command, its stderr and the daemon's and plugin's logs.
  */
 import { afterAll, describe, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -102,8 +104,10 @@ export function runScenario(opts: ScenarioOptions): void {
       printed(await docker("info", "--format", "{{.Driver}}"), env.driverName, logs);
     }, 180_000, true);
 
+    let importedTar = "";
     step("imports a busybox image", async () => {
       const tar = await makeBusyboxImageTar(env.root);
+      importedTar = tar;
       const out = succeeded(await docker("import", "--change", 'CMD ["/bin/sh"]', tar, IMG), logs);
       check(/^sha256:[0-9a-f]{64}$/.test(out.trim()), "docker import printed no image id", out, logs);
       printed(await docker("images", "--format", "{{.Repository}}:{{.Tag}}", IMG), IMG, logs);
@@ -114,6 +118,20 @@ export function runScenario(opts: ScenarioOptions): void {
     });
 
     const strataDriver = "plugin" in opts.storage ? opts.storage.plugin.driver : "managed" in opts.storage ? opts.storage.managed.driver : undefined;
+    step("saves the imported layer byte for byte and keeps no tar-split for it (exact diffs)", async () => {
+      const file = path.join(env.root, "exact.tar");
+      succeeded(await docker("save", "-o", file, IMG), logs);
+      const out = path.join(env.root, "exact");
+      fs.mkdirSync(out);
+      const untar = spawnSync("tar", ["-xf", file, "-C", out], { encoding: "utf8" });
+      check(untar.status === 0, "cannot unpack the saved image", untar.stderr, logs);
+      const layers = (JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")) as Array<{ Layers: string[] }>)[0].Layers;
+      const sha = (p: string) => createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+      check(layers.length === 1 && sha(path.join(out, layers[0])) === sha(importedTar), "the saved layer should be the imported tar, byte for byte", layers.join(", "), logs);
+      const splits = (fs.readdirSync(path.join(env.dockerd.dataRoot, "image"), { recursive: true }) as string[]).filter((p) => p.endsWith("tar-split.json.gz"));
+      check(splits.length === 0, "dockerd should keep no tar-split for a driver that reproduces exact diffs", splits.join("\n"), logs);
+    }, 120_000, false, strataDriver === "erofs" ? undefined : "only drivers with exact diffs (erofs)");
+
     step("limits a container's size with --storage-opt size (ENOSPC past it), or refuses the option", async () => {
       const res = await docker("run", "--rm", "--network", "none", "--storage-opt", "size=32M", IMG, "sh", "-c",
         "dd if=/dev/zero of=/fill bs=1M count=64 2>&1; echo dd-exit=$?; rm -f /fill; dd if=/dev/zero of=/small bs=1M count=4 2>/dev/null && echo small-ok");

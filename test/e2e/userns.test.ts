@@ -11,6 +11,7 @@
  * time (useradd, usermod); both stay on the host afterwards, as they would after any such daemon.
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { readTar } from "../../src/archive/tar-reader.ts";
@@ -53,11 +54,23 @@ async function tarEntries(bytes: Uint8Array): Promise<Map<string, { uid: number;
 }
 
 /** The directory a layer's files are in on the host, from `docker inspect`'s GraphDriver.Data. */
-function layerRoot(data: Record<string, string>): string {
-  // overlay reports the layer's own upper dir, vfs the whole layer.
+/**
+ * Run `fn` on the layer's own files: overlay reports its upper dir, vfs the whole layer, erofs an
+ * image layer's image (mounted read-only for the call).
+ */
+async function withLayerRoot<T>(data: Record<string, string>, fn: (dir: string) => T | Promise<T>): Promise<T> {
   const dir = data.UpperDir ?? data.Dir;
-  if (!dir) throw new Error(`GraphDriver.Data names no layer directory: ${JSON.stringify(data)}`);
-  return dir;
+  if (dir) return await fn(dir);
+  if (!data.Image) throw new Error(`GraphDriver.Data names no layer directory: ${JSON.stringify(data)}`);
+  const mnt = fs.mkdtempSync(path.join(path.dirname(data.Image), ".e2e-mnt-"));
+  const mounted = spawnSync("mount", ["-t", "erofs", "-o", "ro", data.Image, mnt], { encoding: "utf8" });
+  if (mounted.status !== 0) throw new Error(`cannot mount ${data.Image}: ${mounted.stderr}`);
+  try {
+    return await fn(mnt);
+  } finally {
+    spawnSync("umount", [mnt]);
+    fs.rmdirSync(mnt);
+  }
 }
 
 describe(`plugin (${driver}) on a dockerd with --userns-remap=default`, () => {
@@ -120,20 +133,22 @@ describe(`plugin (${driver}) on a dockerd with --userns-remap=default`, () => {
 
   step("imports busybox into a layer owned by the remapped root", async () => {
     succeeded(await docker("import", "--change", 'CMD ["/bin/sh"]', await makeBusyboxImageTar(env.root), IMG), logs);
-    const dir = layerRoot(await inspectData("image", IMG));
-    expect(owner(dir)).toEqual([uidBase, gidBase]);
-    expect(owner(path.join(dir, "bin/busybox"))).toEqual([uidBase, gidBase]);
-    expect(owner(path.join(dir, "etc/passwd"))).toEqual([uidBase, gidBase]);
+    await withLayerRoot(await inspectData("image", IMG), (dir) => {
+      expect(owner(dir)).toEqual([uidBase, gidBase]);
+      expect(owner(path.join(dir, "bin/busybox"))).toEqual([uidBase, gidBase]);
+      expect(owner(path.join(dir, "etc/passwd"))).toEqual([uidBase, gidBase]);
+    });
   }, 120_000, true);
 
   step("runs a container as root inside and the remapped root outside", async () => {
     const out = succeeded(await docker("run", "--name", "c-userns", "--network", "none", IMG, "sh", "-c",
       "echo hello-userns > /data.txt && mkdir /home/u && echo u > /home/u/f && chown -R 1000:1000 /home/u && id -u && cat /data.txt"), logs);
     check(out === "0\nhello-userns\n", "the container should see itself as uid 0 and read its own file", out, logs);
-    const dir = layerRoot(await inspectData("container", "c-userns"));
-    expect(owner(path.join(dir, "data.txt"))).toEqual([uidBase, gidBase]);
-    expect(owner(path.join(dir, "home/u/f"))).toEqual([uidBase + 1000, gidBase + 1000]);
-    expect(fs.readFileSync(path.join(dir, "data.txt"), "utf8")).toBe("hello-userns\n");
+    await withLayerRoot(await inspectData("container", "c-userns"), (dir) => {
+      expect(owner(path.join(dir, "data.txt"))).toEqual([uidBase, gidBase]);
+      expect(owner(path.join(dir, "home/u/f"))).toEqual([uidBase + 1000, gidBase + 1000]);
+      expect(fs.readFileSync(path.join(dir, "data.txt"), "utf8")).toBe("hello-userns\n");
+    });
   }, 120_000, true);
 
   step("lists the container's changes with docker diff", async () => {
@@ -144,9 +159,10 @@ describe(`plugin (${driver}) on a dockerd with --userns-remap=default`, () => {
   step("commits the container and runs the committed image", async () => {
     succeeded(await docker("commit", "c-userns", COMMITTED), logs);
     // The commit went Diff (host → container ids) then ApplyDiff (container → host ids) again.
-    const dir = layerRoot(await inspectData("image", COMMITTED));
-    expect(owner(path.join(dir, "data.txt"))).toEqual([uidBase, gidBase]);
-    expect(owner(path.join(dir, "home/u/f"))).toEqual([uidBase + 1000, gidBase + 1000]);
+    await withLayerRoot(await inspectData("image", COMMITTED), (dir) => {
+      expect(owner(path.join(dir, "data.txt"))).toEqual([uidBase, gidBase]);
+      expect(owner(path.join(dir, "home/u/f"))).toEqual([uidBase + 1000, gidBase + 1000]);
+    });
     printed(await docker("run", "--rm", "--network", "none", COMMITTED, "sh", "-c", "cat /data.txt; stat -c %u:%g /home/u/f; id -u"),
       "hello-userns\n1000:1000\n0", logs);
   }, 120_000, true);

@@ -3,6 +3,8 @@
  * why it cannot run here (null when it can). A new driver joins every suite by a row here.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { initErofs } from "../../drivers/erofs/driver.ts";
 import { initOverlay } from "../../drivers/overlay/driver.ts";
 import { initVfs } from "../../drivers/vfs/driver.ts";
 import type { Driver, DriverConfig, IdMap } from "../../src/core/driver.ts";
@@ -15,7 +17,7 @@ const isRoot = process.getuid?.() === 0;
 
 /** A driver as the tests know it. */
 export interface TestDriver {
-  name: "vfs" | "overlay";
+  name: "vfs" | "overlay" | "erofs";
   init: (config: DriverConfig) => Promise<Driver>;
   /** Where it builds and deletes, under Home (start-up recovery empties it). */
   tmpDir: string;
@@ -27,7 +29,20 @@ export interface TestDriver {
 export const TEST_DRIVERS: readonly TestDriver[] = [
   { name: "vfs", init: initVfs, tmpDir: "tmp", skip: null },
   { name: "overlay", init: initOverlay, tmpDir: ".tmp", skip: overlayUnavailable(sys) },
+  { name: "erofs", init: initErofs, tmpDir: ".tmp", skip: overlayUnavailable(sys) ?? erofsUnavailable() },
 ];
+
+/** Why EROFS images cannot be mounted here, or null. */
+function erofsUnavailable(): string | null {
+  if (!isRoot) return "mounting EROFS images needs root";
+  let filesystems = "";
+  try {
+    filesystems = readFileSync("/proc/filesystems", "utf8");
+  } catch {
+    // No /proc: treated as no erofs.
+  }
+  return filesystems.includes("\terofs\n") ? null : "the kernel has no EROFS support";
+}
 
 /** Why a test that sets file owners, makes device nodes or mounts cannot run here, or null. */
 export const rootUnavailable: string | null = isRoot ? null : "it needs root (file owners, device nodes, mounts)";

@@ -25,8 +25,8 @@ export interface SqlDatabase {
   close(): void;
 }
 
-/** Opens a database file, creating it when missing. */
-export type OpenDatabase = (file: string) => SqlDatabase;
+/** Opens a database file, creating it when missing; `readonly` opens an existing one for reading only (`strata check`). */
+export type OpenDatabase = (file: string, opts?: { readonly?: boolean }) => SqlDatabase;
 
 /** What both runtimes' SQLite statements can do; `wrapDatabase` adapts them to SqlDatabase. */
 export interface NativeDatabase {
