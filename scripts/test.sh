@@ -26,8 +26,9 @@ run() { # name, command...: run one suite, keep its output for the summary
 
 run typecheck node_modules/.bin/tsc --noEmit -p .
 run deno-check node_modules/.bin/deno check src/main.deno.ts
-# Every test file outside test/e2e (those run below, as stages that start their daemons).
-mapfile -t unit_files < <(find test -name '*.test.ts' ! -path 'test/e2e/*' | sort | sed 's|^|./|')
+# Every test file outside test/e2e and test/vm (those run below, as stages that start their daemons
+# or virtual machines).
+mapfile -t unit_files < <(find test -name '*.test.ts' ! -path 'test/e2e/*' ! -path 'test/vm/*' | sort | sed 's|^|./|')
 run unit node_modules/.bin/bun test --timeout 60000 "${unit_files[@]}"
 for smoke in test/*-deno-smoke.ts test/*/*-deno-smoke.ts; do
   [ -f "$smoke" ] && run "deno-$(basename "$smoke" .ts)" node_modules/.bin/deno run -A "$smoke"
