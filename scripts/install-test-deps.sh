@@ -5,11 +5,12 @@
 # golang-go and golang-github-containerd-containerd-dev (containerd's own SnapshotterSuite, built offline
 # in GOPATH mode from Debian's Go sources; docker.io brings containerd 1.6 and ctr), debootstrap (the
 # Debian 13 chroot with dockerd 26 and containerd 1.7: scripts/trixie-chroot.sh), erofs-utils (fsck.erofs checks
-# every image the EROFS writer tests produce).
+# every image the EROFS writer tests produce), qemu-system-x86, cpio and kmod (the test VM of test/vm:
+# its initramfs, the kernel modules' dependencies).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(docker.io busybox-static btrfs-progs e2fsprogs shellcheck golang-go golang-github-containerd-containerd-dev debootstrap erofs-utils)
+packages=(docker.io busybox-static btrfs-progs e2fsprogs shellcheck golang-go golang-github-containerd-containerd-dev debootstrap erofs-utils qemu-system-x86 cpio kmod)
 missing=()
 for pkg in "${packages[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then

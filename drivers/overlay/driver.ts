@@ -254,9 +254,10 @@ class OverlayDriver implements Driver {
   /**
    * A base layer is a bind of its diff; any other an overlay of its chain's diffs (absolute paths,
    * for mount(2) in another process). When `fits` says that process cannot mount them in one call,
-   * strata mounts the parent's whole chain itself, read-only through `lowerdir+`, on the parent's
-   * merged dir, and hands that out as the one lower; it stays mounted until the parent is removed
-   * (children go first) and a restart adopts it like any layer mount.
+   * strata mounts the parent's whole chain itself, read-only (through `lowerdir+`, or mount(2)'s
+   * short links on kernels before 6.8), on the parent's merged dir, and hands that out as the one
+   * lower; it stays mounted until the parent is removed (children go first) and a restart adopts it
+   * like any layer mount.
    */
   async mounts(id: string, readonly: boolean, fits: MountFits = fitsOnePage): Promise<MountSpec[]> {
     const spec = await this.#locks.run(id, async () => {

@@ -97,13 +97,16 @@ export function dTypeMessage(backingFs: string): string {
   return `${msg} Backing filesystems without d_type support are not supported.`;
 }
 
-/** Try an overlay mount of two lowers, an upper and a workdir in `dir`; unmounts it again. */
+/**
+ * Try an overlay mount of two lowers, an upper and a workdir in `dir`; unmounts it again. The paths
+ * are relative to `dir`, as layer mounts under such a Home are: a Home holding `:` or `,` cannot be
+ * named in mount(2)'s data, and an absolute probe would fail the method the layers can use.
+ */
 function _probe(sys: Sys, dir: string, method: MountMethod, extra: string[]): void {
-  const p = (n: string) => path.join(dir, n);
-  const lowers = method === "fsconfig" ? [`lowerdir+=${p("lower2")}`, `lowerdir+=${p("lower1")}`] : [`lowerdir=${p("lower2")}:${p("lower1")}`];
-  const spec: MountSpec = { type: "overlay", source: "overlay", options: [...extra, ...lowers, `upperdir=${p("upper")}`, `workdir=${p("work")}`] };
-  mountSpec(sys, spec, p("merged"), "a test overlay");
-  unmount(sys, p("merged"));
+  const lowers = method === "fsconfig" ? ["lowerdir+=lower2", "lowerdir+=lower1"] : ["lowerdir=lower2:lower1"];
+  const spec: MountSpec = { type: "overlay", source: "overlay", options: [...extra, ...lowers, "upperdir=upper", "workdir=work"], cwd: dir };
+  mountSpec(sys, spec, path.join(dir, "merged"), "a test overlay");
+  unmount(sys, path.join(dir, "merged"));
 }
 
 /**
