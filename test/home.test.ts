@@ -101,4 +101,24 @@ describe("Init takes a Home", () => {
     expect(vfsErr).toBeInstanceOf(InvalidRequestError);
     expect(fs.readdirSync(root)).toEqual([]);
   });
+
+  test("whose marker a power cut left empty (the marker's first write lost): known by its layout, marked again", async () => {
+    const home = path.join(root, "home");
+    await (await initDriver("vfs", config(home))).cleanup();
+    const marker = path.join(home, ".strata-store");
+    expect(JSON.parse(fs.readFileSync(marker, "utf8"))).toEqual({ driver: "vfs" });
+    fs.truncateSync(marker, 0);
+    // A marker temp a crash left behind is no store content either.
+    fs.writeFileSync(path.join(home, ".strata-store.4242.tmp"), "");
+    await (await initDriver("vfs", config(home))).cleanup();
+    expect(JSON.parse(fs.readFileSync(marker, "utf8"))).toEqual({ driver: "vfs" });
+    // An empty marker does not make a foreign directory a store.
+    const foreign = path.join(root, "foreign");
+    fs.mkdirSync(foreign);
+    fs.writeFileSync(path.join(foreign, "data"), "x");
+    fs.writeFileSync(path.join(foreign, ".strata-store"), "");
+    const err = await initDriver("vfs", config(foreign)).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect(fs.readFileSync(path.join(foreign, ".strata-store"), "utf8")).toBe("");
+  });
 });

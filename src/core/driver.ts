@@ -238,6 +238,6 @@ async function _initOn(state: HomeState, name: string, reg: Registration, config
     await restoreFresh(state).catch(() => {});
     throw err;
   }
-  await markHome(state, name);
+  await markHome(state, name, config.sys);
   return driver;
 }

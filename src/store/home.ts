@@ -7,6 +7,8 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { InvalidRequestError, hasCode } from "../core/errors.ts";
+import type { Sys } from "../sys/types.ts";
+import { writeFileDurable } from "./durable.ts";
 
 /** The marker a store gets at its first Init: `{"driver": "<name>"}`. Starts with "." as no layer ID can. */
 export const MARKER_FILE = ".strata-store";
@@ -107,15 +109,22 @@ export async function inspectHome(home: string): Promise<HomeState> {
   if (problem !== null) throw _refuse(home, `it resolves to ${JSON.stringify(real)}: ${problem}`);
   if (!st.isDirectory()) throw _refuse(home, exists ? "it is not a directory" : `${JSON.stringify(existing)} is not a directory`);
   if (!exists) return { home, exists, entries: [], marker: null, existing };
-  const entries = (await fs.readdir(home)).filter((n) => n !== MARKER_FILE && n !== LOST_FOUND);
+  // A marker's temp (`markHome`) a crash left is no content of the store.
+  const entries = (await fs.readdir(home)).filter((n) => n !== MARKER_FILE && n !== LOST_FOUND && !MARKER_TEMP.test(n));
   return { home, exists, entries, marker: await _readMarker(home), existing };
 }
+
+/** The marker's temp name's tail, and the pattern of such names. */
+const MARKER_TEMP_SUFFIX = ".tmp";
+const MARKER_TEMP = /^\.strata-store\.\d+\.tmp$/;
 
 async function _readMarker(home: string): Promise<string | null> {
   const file = path.join(home, MARKER_FILE);
   const st = await _lstat(file);
   if (st === null) return null;
   if (!st.isFile()) throw _refuse(home, `its marker ${JSON.stringify(file)} is not a regular file`);
+  // Empty: its first write was cut short by a power cut (earlier builds wrote it unsynced). It vouches for nothing, so the store must be recognised by its layout, and is marked again.
+  if (st.size === 0) return null;
   try {
     const driver = JSON.parse(await fs.readFile(file, "utf8")).driver;
     if (typeof driver === "string" && driver !== "") return driver;
@@ -166,15 +175,17 @@ export async function claimHome(state: HomeState, driver: string, layout: StoreL
   }
 }
 
-/** Write the marker of a store of `driver` when there is none (Home made by the driver's Init). */
-export async function markHome(state: HomeState, driver: string): Promise<void> {
+/**
+ * Write the marker of a store of `driver` when there is none (Home made by the driver's Init), so
+ * that it survives a power cut: a temp beside it, synced, renamed into place, the directory synced.
+ */
+export async function markHome(state: HomeState, driver: string, sys: Sys): Promise<void> {
   if (state.marker !== null) return;
   const st = await _lstat(state.home);
   // A driver that keeps nothing on disk (a test double) made no Home: nothing to mark.
   if (st === null || !st.isDirectory()) return;
-  await fs.writeFile(path.join(state.home, MARKER_FILE), JSON.stringify({ driver }) + "\n", { flag: "wx", mode: 0o600 }).catch((err) => {
-    if (!hasCode(err, "EEXIST")) throw err;
-  });
+  const file = path.join(state.home, MARKER_FILE);
+  await writeFileDurable(sys, file, JSON.stringify({ driver }) + "\n", 0o600, `${file}.${process.pid}${MARKER_TEMP_SUFFIX}`);
 }
 
 /**
