@@ -28,11 +28,12 @@ import { SnapClient } from "../helpers/snapshot-client.ts";
 import type { Mount } from "../../src/snapshotter/gen/github.com/containerd/containerd/api/types/mount.ts";
 import { makeTar, file } from "../helpers/layer-tar.ts";
 import { type LoggedOp, expectedFrom, layerFiles, logLine, prng, viewOf } from "./power-cut-model.ts";
+import { SCRATCH } from "./vm.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const SOCKET = "/run/strata.sock";
-const HOME = "/tmp/store";
-const STATE = "/tmp/state";
+const HOME = `${SCRATCH}/store`;
+const STATE = `${SCRATCH}/state`;
 /** The deepest chain the load builds (deep enough for lower chains, short enough to stay fast). */
 const MAX_DEPTH = 6;
 

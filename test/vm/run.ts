@@ -1,6 +1,6 @@
 /**
  * Run a command inside the test machine on a stock Debian kernel, in this repository, as root, with
- * a fresh ext4 disk as /tmp; prints the console and exits with the command's status.
+ * a fresh ext4 disk as its TMPDIR (/run/scratch); prints the console and exits with the command's status.
  *
  *   bun test/vm/run.ts --kernel bookworm|trixie [--disk-size 6G] [--timeout-s 900] -- COMMAND...
  *

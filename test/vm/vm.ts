@@ -3,7 +3,7 @@
  * kernel (scripts/vm-kernel.sh), an initramfs made here (busybox-static, the kernel's modules, an
  * init script and the job), the host's `/` shared read-only over virtio-9p as the root the job runs
  * in (so bun, node_modules, the repo and dist/strata are the host's own files, nothing is copied or
- * installed), and a raw disk on virtio-blk mounted at the guest's /tmp. Output comes back over the
+ * installed), and a raw disk on virtio-blk mounted at the guest's /run/scratch (its TMPDIR). Output comes back over the
  * serial console; the job's exit status is its last line.
  *
  * The disk is opened with cache=none: what the guest wrote out reaches the image file, what it only
@@ -67,8 +67,11 @@ export function makeDisk(file: string, size: string): void {
   if (r.status !== 0) throw new Error(`mkfs.ext4 ${file} failed: ${r.stderr}`);
 }
 
+/** Where the guest mounts its scratch disk (TMPDIR of the job). */
+export const SCRATCH = "/run/scratch";
+
 // The guest's init (busybox sh): modules, the 9p root with the guest's own /proc /sys /dev /run,
-// the disk on /tmp, then the job chrooted into the host's tree. `poweroff -f` ends qemu (-no-reboot).
+// the disk on SCRATCH, then the job chrooted into the host's tree. `poweroff -f` ends qemu (-no-reboot).
 const INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -88,10 +91,13 @@ mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs shm /host/dev/shm
 mount -t tmpfs run /host/run
+# The scratch disk goes on /run/scratch, not /tmp: the host's /tmp stays visible (read-only), so a
+# checkout that lives there (a CI clone in /tmp) is still the job's working directory.
+mkdir -p /host${SCRATCH}
 if [ -b /dev/vda ]; then
-  mount -t ext4 /dev/vda /host/tmp || echo "strata-vm: cannot mount /dev/vda"
+  mount -t ext4 /dev/vda /host${SCRATCH} || echo "strata-vm: cannot mount /dev/vda"
 else
-  mount -t tmpfs tmp /host/tmp
+  mount -t tmpfs tmp /host${SCRATCH}
 fi
 cp -a /vm /host/run/vm
 echo "strata-vm: up in $(cut -d' ' -f1 /proc/uptime) s, kernel $(uname -r)"
@@ -115,11 +121,11 @@ poweroff -f
 /** What one boot runs. */
 export interface VmOptions {
   kernelDir: string;
-  /** bash, run as root in the host's tree (read-only) with a writable /tmp (the disk) and /run. */
+  /** bash, run as root in the host's tree (read-only) with a writable /run and TMPDIR (SCRATCH, the disk). */
   job: string;
   /** Extra files for the job, under /run/vm/ in the guest. */
   files?: Record<string, string | Uint8Array>;
-  /** Raw disk images: the first is /dev/vda, mounted (ext4) at /tmp (a tmpfs when there is none); the rest vdb, vdc… */
+  /** Raw disk images: the first is /dev/vda, mounted (ext4) at SCRATCH (a tmpfs when there is none); the rest vdb, vdc… */
   disks?: string[];
   memoryMiB?: number;
   cpus?: number;
@@ -238,7 +244,7 @@ export function shellQuote(s: string): string {
 
 /** The job's preamble: a sane environment in the guest's chroot, in the repository. */
 export function jobPrelude(env: Record<string, string> = {}): string {
-  const vars = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/run/home", TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
+  const vars = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/run/home", TMPDIR: SCRATCH, LANG: "C.UTF-8", ...env };
   return [
     "set -u",
     ...Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
