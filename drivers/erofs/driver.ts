@@ -436,6 +436,7 @@ class ErofsDriver implements Driver {
       const root = ownParent ? await this.#locks.run(ownParent, () => this.#rootOf(ownParent)) : undefined;
       const staging = this.#staging.path("apply-", id);
       const size = await applyImage(tar, staging, this.#layout.layer(id), {
+        sys: this.sys,
         uidMaps: this.uidMaps,
         gidMaps: this.gidMaps,
         root,

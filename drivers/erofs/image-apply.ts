@@ -6,10 +6,14 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { type FromTarOptions, writeImageFromTar } from "../../src/erofs/from-tar.ts";
+import { syncEntry } from "../../src/store/durable.ts";
+import { removeBeneath } from "../../src/store/remove-tree.ts";
+import type { Sys } from "../../src/sys/types.ts";
 import { IMAGE_FILE, SIZE_FILE, TAR_FILE } from "./layout.ts";
 
 /** What `applyImage` passes to the writer, and a hook before the renames (fault injection). */
 export interface ApplyImageOptions extends Pick<FromTarOptions, "uidMaps" | "gidMaps" | "root" | "onEntry"> {
+  sys: Sys;
   beforeSwap?: () => void;
 }
 
@@ -18,7 +22,7 @@ export interface ApplyImageOptions extends Pick<FromTarOptions, "uidMaps" | "gid
  * (made here, removed after); returns ApplyDiff's size. On failure the upload is cancelled and
  * the layer's directory is as it was.
  * @example
- * const size = await applyImage(request.body!, "/h/.tmp/apply-abc-1", "/h/abc", { root });
+ * const size = await applyImage(request.body!, "/h/.tmp/apply-abc-1", "/h/abc", { sys, root });
  */
 export async function applyImage(tar: ReadableStream<Uint8Array>, staging: string, layerDir: string, opts: ApplyImageOptions): Promise<number> {
   await fs.mkdir(staging, { mode: 0o700 });
@@ -48,10 +52,11 @@ export async function applyImage(tar: ReadableStream<Uint8Array>, staging: strin
       await tarFile.close();
     }
     await fs.writeFile(path.join(staging, SIZE_FILE), String(result.tarSize), { mode: 0o600 });
+    // Synced like the image and the tar: a rename must never publish data still in the page cache.
+    await syncEntry(opts.sys, path.join(staging, SIZE_FILE));
     opts.beforeSwap?.();
     for (const name of [TAR_FILE, SIZE_FILE, IMAGE_FILE]) await fs.rename(path.join(staging, name), path.join(layerDir, name));
-    const dir = await fs.open(layerDir, "r");
-    await dir.sync().finally(() => dir.close());
+    await syncEntry(opts.sys, layerDir);
     return result.tarSize;
   } catch (err) {
     // Unblock the daemon's upload if the apply stopped before its end.
@@ -59,6 +64,6 @@ export async function applyImage(tar: ReadableStream<Uint8Array>, staging: strin
     throw err;
   } finally {
     source.releaseLock();
-    await fs.rm(staging, { recursive: true, force: true });
+    await removeBeneath(opts.sys, path.dirname(staging), path.basename(staging));
   }
 }

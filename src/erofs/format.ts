@@ -36,17 +36,8 @@ export const LAYOUT = { FLAT_PLAIN: 0, FLAT_INLINE: 2 } as const;
 /** A flat layout strata writes. */
 export type DataLayout = (typeof LAYOUT)[keyof typeof LAYOUT];
 
-/** `S_IF*` file-type bits of `i_mode`. */
-export const S_IF = {
-  MT: 0o170000,
-  SOCK: 0o140000,
-  LNK: 0o120000,
-  REG: 0o100000,
-  BLK: 0o060000,
-  DIR: 0o040000,
-  CHR: 0o020000,
-  FIFO: 0o010000,
-} as const;
+/** `S_IF*` file-type bits of `i_mode`: EROFS keeps st_mode's own, so they are the archive's. */
+export { S_IF } from "../archive/_file-type.ts";
 
 /** Directory entry `file_type` values (the generic FT_* ones). */
 export const FT = { REG: 1, DIR: 2, CHR: 3, BLK: 4, FIFO: 5, SOCK: 6, LNK: 7 } as const;

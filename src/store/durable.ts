@@ -13,7 +13,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { hasCode } from "../core/errors.ts";
-import { O, type Sys } from "../sys/types.ts";
+import { DT, O, type Sys } from "../sys/types.ts";
 
 /** How a staged tree is written back before it is published. */
 export type SyncScope = "filesystem" | "entries";
@@ -54,8 +54,8 @@ export async function syncParent(sys: Sys, p: string): Promise<void> {
 async function _syncEntries(sys: Sys, dir: string): Promise<void> {
   for (const e of sys.lreaddirTypes(dir)) {
     const p = path.join(dir, e.name);
-    if (e.type === 4 /* DT_DIR */) await _syncEntries(sys, p);
-    else if (e.type === 8 /* DT_REG */) await syncEntry(sys, p);
+    if (e.type === DT.DIR) await _syncEntries(sys, p);
+    else if (e.type === DT.REG) await syncEntry(sys, p);
   }
   await syncEntry(sys, dir);
 }

@@ -110,13 +110,14 @@ export async function inspectHome(home: string): Promise<HomeState> {
   if (!st.isDirectory()) throw _refuse(home, exists ? "it is not a directory" : `${JSON.stringify(existing)} is not a directory`);
   if (!exists) return { home, exists, entries: [], marker: null, existing };
   // A marker's temp (`markHome`) a crash left is no content of the store.
-  const entries = (await fs.readdir(home)).filter((n) => n !== MARKER_FILE && n !== LOST_FOUND && !MARKER_TEMP.test(n));
+  const entries = (await fs.readdir(home)).filter((n) => n !== MARKER_FILE && n !== LOST_FOUND && !isMarkerTemp(n));
   return { home, exists, entries, marker: await _readMarker(home), existing };
 }
 
-/** The marker's temp name's tail, and the pattern of such names. */
+/** The marker's temp name's tail. */
 const MARKER_TEMP_SUFFIX = ".tmp";
-const MARKER_TEMP = /^\.strata-store\.\d+\.tmp$/;
+/** A marker temp `markHome` writes (`.strata-store.<pid>.tmp`). */
+const isMarkerTemp = (name: string) => name.startsWith(`${MARKER_FILE}.`) && name.endsWith(MARKER_TEMP_SUFFIX);
 
 async function _readMarker(home: string): Promise<string | null> {
   const file = path.join(home, MARKER_FILE);

@@ -8,12 +8,15 @@
  */
 import * as path from "node:path";
 import { StrataError, hasCode } from "../core/errors.ts";
-import { O, RENAME, type Sys } from "../sys/types.ts";
+import { DT, O, RENAME, type Sys } from "../sys/types.ts";
 
 /** Directory fds one removal holds at most; deeper subtrees are moved up to the tree's top first. */
 const MAX_OPEN_DEPTH = 64;
 /** Entries removed between two returns to the event loop. */
 const YIELD_EVERY = 1024;
+/** st_mode's type bits and a directory's (<sys/stat.h>). */
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 /** The name a too-deep subtree gets at the top of the tree it is removed from. */
 const DEEP_PREFIX = ".strata-deep-";
 
@@ -73,7 +76,7 @@ async function removeEntry(sys: Sys, dirfd: number, name: string): Promise<void>
     if (hasCode(err, "ENOENT")) return;
     throw err;
   }
-  if ((st.mode & 0o170000) !== 0o040000) {
+  if ((st.mode & S_IFMT) !== S_IFDIR) {
     unlinkQuiet(sys, dirfd, name, false);
     return;
   }
@@ -100,7 +103,7 @@ async function emptyDir(sys: Sys, top: number, fd: number, depth: number, counte
   for (const e of sys.readdirFd(fd)) {
     if (++counter.ops % YIELD_EVERY === 0) await yieldToLoop();
     // d_type is a hint: a file turned directory meanwhile fails unlinkat with EISDIR and is walked.
-    if (e.type !== 4 /* DT_DIR */ && e.type !== 0 /* DT_UNKNOWN */) {
+    if (e.type !== DT.DIR && e.type !== DT.UNKNOWN) {
       try {
         unlinkQuiet(sys, fd, e.name, false);
         continue;
@@ -108,7 +111,7 @@ async function emptyDir(sys: Sys, top: number, fd: number, depth: number, counte
         if (!hasCode(err, "EISDIR")) throw err;
       }
     }
-    if (e.type === 0 && !isDir(sys, fd, e.name)) {
+    if (e.type === DT.UNKNOWN && !isDir(sys, fd, e.name)) {
       unlinkQuiet(sys, fd, e.name, false);
       continue;
     }
@@ -141,7 +144,7 @@ async function emptyDir(sys: Sys, top: number, fd: number, depth: number, counte
 
 function isDir(sys: Sys, fd: number, name: string): boolean {
   try {
-    return (sys.statAt(fd, name).mode & 0o170000) === 0o040000;
+    return (sys.statAt(fd, name).mode & S_IFMT) === S_IFDIR;
   } catch (err) {
     if (hasCode(err, "ENOENT")) return false;
     throw err;
