@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 status=0
+failed_stages=()
 
 # npm install, not npm ci: npm 11 leaves the other platforms' optional deno packages out of the
 # lockfile and npm ci then refuses it; install still pins every version the lockfile records.
@@ -21,7 +22,7 @@ run() { # name, command...: run one suite, keep its output for the summary
   echo "=== $name: $*"
   "$@" 2>&1 | tee "$log/$name.txt"
   local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || { echo "=== $name FAILED (exit $rc)"; status=1; }
+  [ "$rc" = 0 ] || { echo "=== $name FAILED (exit $rc)"; status=1; failed_stages+=("$name (exit $rc)"); }
 }
 
 run typecheck node_modules/.bin/tsc --noEmit -p .
@@ -95,5 +96,12 @@ if [ "${CI:-}" = true ]; then
   fi
 fi
 [ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
+# The tail of a run is what a CI report shows: name the failed stages and tests there, each with its log.
+if [ "${#failed_stages[@]}" != 0 ]; then
+  echo "=== failed stages: ${failed_stages[*]}"
+  for f in "$log"/*.txt; do
+    grep -E '^\(fail\) |^ *--- FAIL: |^error: |^FAILED ' "$f" | sed "s|^|  [$(basename "$f" .txt)] |" | head -20
+  done
+fi
 echo "strata: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
