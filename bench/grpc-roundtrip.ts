@@ -33,7 +33,7 @@ async function grpcJsServer(socket: string): Promise<() => void> {
 
 async function rawHttp2Server(socket: string): Promise<() => void> {
   const server = http2.createServer();
-  server.on("stream", (stream) => {
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {

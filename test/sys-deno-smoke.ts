@@ -160,6 +160,32 @@ try {
       }
     });
   }
+  check("createNew refuses a symlink; writeAll, fchown, fsetxattr, fchmod, futimes, readInto on the fd", () => {
+    fs.symlinkSync("absent", path.join(mnt, "dangling"));
+    let refused = false;
+    try {
+      sys.createNew(path.join(mnt, "dangling"), 0o600);
+    } catch (e) {
+      refused = e instanceof ErrnoError && e.code === "EEXIST";
+    }
+    const file = path.join(mnt, "new");
+    const fd = sys.createNew(file, 0o600);
+    sys.writeAll(fd, new TextEncoder().encode("abc"));
+    sys.fchown(fd, 7, 8);
+    sys.fsetxattr(fd, "user.k", new Uint8Array([9]));
+    sys.fchmod(fd, 0o2755);
+    sys.futimes(fd, { sec: 5, nsec: 6 }, { sec: 7, nsec: 8 });
+    sys.close(fd);
+    const st = sys.lstat(file);
+    const rd = sys.openEntry(file, 0);
+    const buf = new Uint8Array(8);
+    const n = sys.readInto(rd, buf);
+    sys.close(rd);
+    fs.rmSync(file);
+    fs.rmSync(path.join(mnt, "dangling"));
+    return refused && n === 3 && st.uid === 7 && st.gid === 8 && (st.mode & 0o7777) === 0o2755 &&
+      st.mtime.sec === 7 && st.mtime.nsec === 8 && st.size === 3;
+  });
   check("unlinkAt, renameAt, fsync and syncfs on directory fds", () => {
     fs.mkdirSync(path.join(mnt, "d"));
     fs.writeFileSync(path.join(mnt, "d", "f"), "x");

@@ -534,3 +534,57 @@ describe("lreaddirTypes", () => {
     expect(thrown(() => sys.lreaddirTypes(path.join(root, "missing"))).code).toBe("ENOENT");
   });
 });
+
+describe("file descriptor writes", () => {
+  test("createNew makes a new file and refuses anything at the name, a symlink above all", () => {
+    const file = path.join(root, "f");
+    const fd = sys.createNew(file, 0o600);
+    sys.close(fd);
+    expect(thrown(() => sys.createNew(file, 0o600)).code).toBe("EEXIST");
+    fs.writeFileSync(path.join(root, "target"), "keep");
+    fs.symlinkSync("target", path.join(root, "link"));
+    expect(thrown(() => sys.createNew(path.join(root, "link"), 0o600)).code).toBe("EEXIST");
+    // A dangling link is not followed into creating its target either.
+    fs.symlinkSync("absent", path.join(root, "dangling"));
+    expect(thrown(() => sys.createNew(path.join(root, "dangling"), 0o600)).code).toBe("EEXIST");
+    expect(fs.existsSync(path.join(root, "absent"))).toBe(false);
+    expect(fs.readFileSync(path.join(root, "target"), "utf8")).toBe("keep");
+  });
+
+  test("writeAll, fchown, fsetxattr, fchmod and futimes set content and metadata on the open file", () => {
+    const file = path.join(root, "f");
+    const fd = sys.createNew(file, 0o600);
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    try {
+      sys.writeAll(fd, data);
+      sys.writeAll(fd, new Uint8Array(0));
+      if (isRoot) sys.fchown(fd, 1234, 5678);
+      sys.fsetxattr(fd, "user.k", new Uint8Array([0, 1, 2]));
+      sys.fchmod(fd, 0o4751);
+      sys.futimes(fd, { sec: 1_000_000_000, nsec: 5 }, { sec: 1_600_000_000, nsec: 123_456_789 });
+    } finally {
+      sys.close(fd);
+    }
+    // Before reading it back: the read moves the atime (relatime).
+    const st = sys.lstat(file);
+    expect(st.mode & 0o7777).toBe(0o4751);
+    if (isRoot) expect([st.uid, st.gid]).toEqual([1234, 5678]);
+    expect(st.mtime).toEqual({ sec: 1_600_000_000, nsec: 123_456_789 });
+    expect(st.atime).toEqual({ sec: 1_000_000_000, nsec: 5 });
+    expect([...sys.lgetxattr(file, "user.k")!]).toEqual([0, 1, 2]);
+    expect(Buffer.compare(fs.readFileSync(file), data)).toBe(0);
+  });
+
+  test("readInto reads what is there and 0 at the end; a closed fd is EBADF", () => {
+    const file = path.join(root, "f");
+    fs.writeFileSync(file, "hello");
+    const fd = sys.openEntry(file, 0);
+    const buf = new Uint8Array(16);
+    expect(sys.readInto(fd, buf)).toBe(5);
+    expect(new TextDecoder().decode(buf.subarray(0, 5))).toBe("hello");
+    expect(sys.readInto(fd, buf)).toBe(0);
+    sys.close(fd);
+    expect(thrown(() => sys.readInto(fd, buf)).code).toBe("EBADF");
+    expect(thrown(() => sys.writeAll(fd, buf)).code).toBe("EBADF");
+  });
+});

@@ -4,6 +4,7 @@
  * anything is written through it. Directories already checked or created are remembered in a tree,
  * so an archive of 10k files costs one lstat per directory, not per component of every entry.
  */
+import { unlinkSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import { InvalidLayerError, hasCode } from "../core/errors.ts";
 import type { Sys, Timespec } from "../sys/types.ts";
@@ -117,7 +118,12 @@ export class ConfinedRoot {
   /** Remove `rel` (recursively; fs.rm never follows symlinks inside) and forget it. Missing is fine. */
   async remove(rel: string): Promise<void> {
     this.forget(rel);
-    await fs.rm(this.abs(rel), { recursive: true, force: true });
+    // Most whiteouts name nothing in the layer being applied, and most replaced entries are files:
+    // only a directory needs the recursive (thread-pool) removal.
+    const mode = this.lstatMode(rel);
+    if (mode === null) return;
+    if (!isDirMode(mode)) unlinkSync(this.abs(rel));
+    else await fs.rm(this.abs(rel), { recursive: true, force: true });
   }
 
   /** The directories still standing that were given an mtime, as [rel, mtime]. */

@@ -3,11 +3,10 @@
  * `exportChanges` (naive Diff) and `exportUpper` (overlay's native Diff) share, so that both write
  * the same bytes for the same changes.
  */
-import * as fs from "node:fs/promises";
-import { constants } from "node:fs";
+import { readlinkSync } from "node:fs";
 import type { IdMap } from "../core/driver.ts";
 import { hasCode } from "../core/errors.ts";
-import type { Stat, Sys } from "../sys/types.ts";
+import { O, type Stat, type Sys } from "../sys/types.ts";
 import { tarTypeOf } from "./_file-type.ts";
 import { toContainer } from "./_id-map.ts";
 import { readXattrs } from "./_metadata.ts";
@@ -22,8 +21,6 @@ const SMALL_FILE = 128 * 1024;
 /** Markers (whiteouts, opaque) carry no time of their own; a fixed one keeps the same changes the same bytes. */
 const MARKER_MTIME = { sec: 0, nsec: 0 };
 const CAPABILITY_XATTR = "security.capability";
-/** O_NOFOLLOW: a file swapped for a symlink after it was listed is not read through the link. */
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
 
 /** How entries are written. */
 export interface EntryWriterOptions {
@@ -55,15 +52,26 @@ function _portableCapability(value: Uint8Array): Uint8Array {
   return v2;
 }
 
-async function* _read(handle: fs.FileHandle, size: number): AsyncIterable<Uint8Array> {
+/** Read into `buf` until it is full or the file ends; the bytes read. */
+function _readFull(sys: Sys, fd: number, buf: Uint8Array): number {
+  let at = 0;
+  while (at < buf.byteLength) {
+    const n = sys.readInto(fd, at === 0 ? buf : buf.subarray(at));
+    if (n === 0) break;
+    at += n;
+  }
+  return at;
+}
+
+function* _read(sys: Sys, fd: number, size: number): Iterable<Uint8Array> {
   for (let left = size; left > 0; ) {
     // A fresh buffer each time: the tar writer hands large chunks on without copying them.
     const buf = new Uint8Array(Math.min(READ_CHUNK, left));
-    const { bytesRead } = await handle.read(buf, 0, buf.byteLength, null);
+    const n = _readFull(sys, fd, buf);
     // A short file makes the writer fail the stream: the header already promised `size` bytes.
-    if (bytesRead === 0) return;
-    left -= bytesRead;
-    yield buf.subarray(0, bytesRead);
+    if (n === 0) return;
+    left -= n;
+    yield buf.subarray(0, n);
   }
 }
 
@@ -108,25 +116,28 @@ export class EntryWriter {
       await this.#writer.add(header);
       return header;
     }
-    let handle: fs.FileHandle;
+    const sys = this.#opts.sys;
+    let fd: number;
     try {
-      if (header.size <= SMALL_FILE) {
-        // One call instead of open/read/close; the header takes the size actually read, so a
-        // small file a running container is writing to cannot break the archive.
-        const bytes = await fs.readFile(this.#tree.at(rel), { flag: OPEN_FLAGS });
-        header = { ...header, size: bytes.byteLength };
-        await this.#writer.add(header, bytes);
-        return header;
-      }
-      handle = await fs.open(this.#tree.at(rel), OPEN_FLAGS);
+      // O_NOFOLLOW: a file swapped for a symlink after it was listed is not read through the link.
+      fd = sys.openEntry(this.#tree.at(rel), O.RDONLY);
     } catch (err) {
       if (isGone(err)) return null;
       throw err;
     }
     try {
-      await this.#writer.add(header, _read(handle, header.size));
+      if (header.size <= SMALL_FILE) {
+        // One read; the header takes the size actually read, so a small file a running container
+        // is writing to cannot break the archive.
+        const bytes = new Uint8Array(header.size);
+        const n = _readFull(sys, fd, bytes);
+        header = { ...header, size: n };
+        await this.#writer.add(header, n === bytes.byteLength ? bytes : bytes.subarray(0, n));
+        return header;
+      }
+      await this.#writer.add(header, _read(sys, fd, header.size));
     } finally {
-      await handle.close();
+      sys.close(fd);
     }
     return header;
   }
@@ -168,7 +179,7 @@ export class EntryWriter {
 
   async #readlink(rel: string): Promise<string> {
     try {
-      return await fs.readlink(this.#tree.at(rel));
+      return readlinkSync(this.#tree.at(rel));
     } catch (err) {
       // EINVAL: no longer a symlink (a running container replaced it): as good as gone.
       if (hasCode(err, "EINVAL")) throw Object.assign(new Error(`"${rel}" changed while it was read`), { code: "ENOENT" });

@@ -40,6 +40,20 @@ export function setMetadata(sys: Sys, abs: string, meta: Metadata, bestEffortXat
   sys.lutimes(abs, meta.atime, meta.mtime);
 }
 
+/** `setMetadata` on an open regular file (no path resolved again; never a symlink). */
+export function setMetadataFd(sys: Sys, fd: number, meta: Metadata, bestEffortXattrs = false): void {
+  sys.fchown(fd, meta.uid, meta.gid);
+  for (const [name, value] of meta.xattrs) {
+    try {
+      sys.fsetxattr(fd, name, value);
+    } catch (err) {
+      if (!(bestEffortXattrs && hasCode(err, "EPERM"))) throw err;
+    }
+  }
+  sys.fchmod(fd, meta.mode & 0o7777);
+  sys.futimes(fd, meta.atime, meta.mtime);
+}
+
 /** All extended attributes of `abs` (not following a symlink), name → raw value. */
 export function readXattrs(sys: Sys, abs: string): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();

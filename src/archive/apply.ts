@@ -4,7 +4,7 @@
  * and directory times are set last. Unlike moby (which runs in a chroot or through os.Root) the
  * confinement is done here: nothing outside `dir` is ever created, changed or deleted.
  */
-import * as fs from "node:fs/promises";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { IdMap } from "../core/driver.ts";
 import { hasCode, InvalidLayerError } from "../core/errors.ts";
@@ -13,8 +13,8 @@ import { DT, type Sys } from "../sys/types.ts";
 import { baseOf, cleanEntryName, ConfinedRoot, parentOf } from "./_confine.ts";
 import { isDirMode, mknodType, S_IF } from "./_file-type.ts";
 import { toHost } from "./_id-map.ts";
-import { FileWrites, readSmall, SMALL_FILE } from "./_file-writes.ts";
-import { setMetadata } from "./_metadata.ts";
+import { FileWrites } from "./_file-writes.ts";
+import { type Metadata, setMetadata } from "./_metadata.ts";
 import { readTar } from "./tar-reader.ts";
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, isOverlayXattr } from "./whiteouts.ts";
 import type { TarEntry, TarHeader } from "./tar-types.ts";
@@ -42,21 +42,13 @@ export interface ApplyOptions {
  */
 export async function applyLayer(dir: string, tar: ReadableStream<Uint8Array>, opts: ApplyOptions): Promise<number> {
   const root = new ConfinedRoot(path.resolve(dir), opts.sys);
-  const writes = new FileWrites();
-  const applier = new _Applier(root, opts, writes);
+  const applier = new _Applier(root, opts, new FileWrites(opts.sys));
   let size = 0;
   let entries = 0;
-  try {
-    for await (const entry of readTar(tar)) {
-      size += entry.header.size;
-      await applier.apply(entry);
-      if (++entries === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
-    }
-    await writes.drain();
-  } catch (err) {
-    // Let background writes finish before the caller deletes what the apply left.
-    await writes.settle();
-    throw err;
+  for await (const entry of readTar(tar)) {
+    size += entry.header.size;
+    await applier.apply(entry);
+    if (++entries === FAULT_MID_EXTRACT_ENTRIES) faultPoint(FAULT.applyMidExtract);
   }
   // Last, as moby does: creating a child changes its directory's mtime.
   for (const [rel, mtime] of root.pendingTimes()) opts.sys.lutimes(root.abs(rel), mtime, mtime);
@@ -97,14 +89,8 @@ class _Applier {
     if (rel.includes(WHITEOUT_PREFIX)) {
       if (_isAufsMeta(rel)) return;
       const base = baseOf(rel);
-      if (base.startsWith(WHITEOUT_PREFIX)) {
-        await this.#writes.drain();
-        return await this.#whiteout(rel, base, h);
-      }
+      if (base.startsWith(WHITEOUT_PREFIX)) return await this.#whiteout(rel, base, h);
     }
-    // Only a small file may overlap the writes in flight, and only when it is not under one of them.
-    const small = h.type === "file" && h.size <= SMALL_FILE && rel !== "";
-    if (!small || this.#writes.busy(rel)) await this.#writes.drain();
     if (rel === "") {
       if (h.type !== "directory") throw new InvalidLayerError(`Invalid layer entry "${h.name}": the layer root must be a directory`);
       this.#setMetadata(this.#root.root, h, false);
@@ -113,29 +99,28 @@ class _Applier {
     }
     await this.#root.parents(rel, h.name, this.#implied);
     const abs = this.#root.abs(rel);
+    if (h.type === "file") {
+      // Most entries are new files: try the create first (O_EXCL), look at what is there only when it fails.
+      try {
+        await this.#writes.write(abs, entry.body, this.#metadata(h, false));
+      } catch (err) {
+        if (!hasCode(err, "EEXIST")) throw err;
+        await this.#root.remove(rel);
+        await this.#writes.write(abs, entry.body, this.#metadata(h, false));
+      }
+      this.#unpacked.add(rel);
+      return;
+    }
     const existing = this.#root.lstatMode(rel);
     const merge = existing !== null && isDirMode(existing) && h.type === "directory";
-    if (existing !== null && !merge) {
-      // What is removed may hold files still being written.
-      await this.#writes.drain();
-      await this.#root.remove(rel);
-    }
+    if (existing !== null && !merge) await this.#root.remove(rel);
     switch (h.type) {
       case "directory":
-        if (!merge) await fs.mkdir(abs, { mode: h.mode & 0o777 });
-        break;
-      case "file":
-        if (small) {
-          const bytes = await readSmall(entry.body, h.size);
-          await this.#writes.start(rel, abs, bytes, () => this.#setMetadata(abs, h, false));
-          this.#unpacked.add(rel);
-          return;
-        }
-        await this.#writes.stream(abs, entry.body);
+        if (!merge) fs.mkdirSync(abs, { mode: h.mode & 0o777 });
         break;
       case "symlink":
         // The target is only text: it is never followed here, so it may point anywhere.
-        await fs.symlink(h.linkname, abs);
+        fs.symlinkSync(h.linkname, abs);
         break;
       case "link":
         // A hardlink is another name for an inode already written with its own metadata. moby
@@ -155,17 +140,20 @@ class _Applier {
     if (h.type === "directory") this.#root.markDir(rel, h.mtime);
   }
 
-  #setMetadata(abs: string, h: TarHeader, symlink: boolean): void {
-    const meta = {
+  #metadata(h: TarHeader, symlink: boolean): Metadata {
+    return {
       uid: toHost(this.#opts.uidMaps, h.uid, "UID"),
       gid: toHost(this.#opts.gidMaps, h.gid, "GID"),
       mode: h.mode,
-      xattrs: [...h.xattrs].filter(([name]) => !isOverlayXattr(name)),
+      xattrs: h.xattrs.size === 0 ? [] : [...h.xattrs].filter(([name]) => !isOverlayXattr(name)),
       atime: h.mtime,
       mtime: h.mtime,
       symlink,
     };
-    setMetadata(this.#sys, abs, meta, true);
+  }
+
+  #setMetadata(abs: string, h: TarHeader, symlink: boolean): void {
+    setMetadata(this.#sys, abs, this.#metadata(h, symlink), true);
   }
 
   /** A hardlink to a path inside the layer, never reached through a symlink. */
@@ -176,7 +164,7 @@ class _Applier {
     await this.#root.parents(target, h.name);
     try {
       // link(2) does not follow a symlink named as its source on Linux: it links the symlink itself.
-      await fs.link(this.#root.abs(target), abs);
+      fs.linkSync(this.#root.abs(target), abs);
     } catch (err) {
       // Also what a link into AUFS's skipped `.wh..wh.plnk` looks like.
       if (hasCode(err, "ENOENT")) throw new InvalidLayerError(`Invalid layer entry "${h.name}": hardlink target "${h.linkname}" does not exist`);
@@ -187,9 +175,9 @@ class _Applier {
   /** A directory the archive uses without listing it: 0755, owned by the container's root. */
   async #makeImpliedDir(dirRel: string): Promise<void> {
     const abs = this.#root.abs(dirRel);
-    await fs.mkdir(abs, { mode: IMPLIED_DIR_MODE });
+    fs.mkdirSync(abs, { mode: IMPLIED_DIR_MODE });
     this.#sys.lchown(abs, toHost(this.#opts.uidMaps, 0, "UID"), toHost(this.#opts.gidMaps, 0, "GID"));
-    await fs.chmod(abs, IMPLIED_DIR_MODE); // mkdir's mode went through the umask
+    fs.chmodSync(abs, IMPLIED_DIR_MODE); // mkdir's mode went through the umask
     // Unlike moby, a directory this layer implies is its own: an opaque marker keeps it.
     this.#unpacked.add(dirRel);
   }

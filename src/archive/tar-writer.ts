@@ -66,7 +66,7 @@ export class TarWriter {
    * is written throws and leaves the writer usable; one found while streaming (a file that changed
    * size) fails the whole stream, because the bytes already sent cannot be taken back.
    */
-  add(header: TarHeader, body?: AsyncIterable<Uint8Array> | Uint8Array): Promise<void> {
+  add(header: TarHeader, body?: AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Uint8Array): Promise<void> {
     return this.#serial(async () => {
       const encoded = encodeHeader(header);
       const name = JSON.stringify(header.name);

@@ -41,6 +41,8 @@ export const O_NOFOLLOW = (typeof process !== "undefined" && process.arch === "x
 export const O_DIRECTORY = O_DIRECTORY_NOFOLLOW - O_NOFOLLOW;
 /** `O_PATH`: a handle on the entry itself, not opened for I/O (the same value on x86_64 and aarch64). */
 export const O_PATH = 0o10000000;
+/** `O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`: a new file, never an existing one or a link's target. */
+export const O_CREATE_NEW = 0o1 | 0o100 | 0o200 | O_NOFOLLOW | O_RDONLY_CLOEXEC;
 /** `AT_REMOVEDIR`: unlinkat removes an empty directory. */
 export const AT_REMOVEDIR = 0x200;
 /** openat2's `RESOLVE_*`: stay below the dirfd, follow no symlink (magic links included), cross no mount. */
@@ -54,6 +56,7 @@ export const DIRENT_BUF_SIZE = 32 * 1024;
 /** One fs-context log message is at most this long (the kernel truncates to fit). */
 const FS_LOG_BUF_SIZE = 1024;
 
+const EIO = 5;
 const EINVAL = 22;
 const ENOSYS = 38;
 const ERANGE = 34;
@@ -104,6 +107,11 @@ export interface Libc {
   unlinkat(dirfd: number, path: Buf, flags: number): Ret;
   fsync(fd: number): Ret;
   syncfs(fd: number): Ret;
+  write(fd: number, buf: Buf, count: number | bigint): Ret;
+  fchown(fd: number, uid: number, gid: number): Ret;
+  fchmod(fd: number, mode: number): Ret;
+  futimens(fd: number, times: Buf): Ret;
+  fsetxattr(fd: number, name: Buf, value: Buf, size: number | bigint, flags: number): Ret;
 }
 
 const encoder = new TextEncoder();
@@ -426,6 +434,31 @@ export function libcSys(
     },
     syncfs(fd) {
       check(libc.syncfs(fd), errno, "syncfs");
+    },
+    createNew(path, mode) {
+      return check(libc.open(cstr(path, "open"), O_CREATE_NEW, mode), errno, "open", path);
+    },
+    readInto(fd, buf) {
+      return check(libc.read(fd, buf, buf.byteLength), errno, "read");
+    },
+    writeAll(fd, bytes) {
+      for (let at = 0; at < bytes.byteLength; ) {
+        const n = check(libc.write(fd, at === 0 ? bytes : bytes.subarray(at), bytes.byteLength - at), errno, "write");
+        if (n === 0) throw new ErrnoError("write", EIO);
+        at += n;
+      }
+    },
+    fchown(fd, uid, gid) {
+      check(libc.fchown(fd, uid >>> 0, gid >>> 0), errno, "fchown");
+    },
+    fchmod(fd, mode) {
+      check(libc.fchmod(fd, mode), errno, "fchmod");
+    },
+    futimes(fd, atime, mtime) {
+      check(libc.futimens(fd, encodeTimespecs(atime, mtime)), errno, "futimens");
+    },
+    fsetxattr(fd, name, value) {
+      check(libc.fsetxattr(fd, cstr(name, "fsetxattr"), value, value.byteLength, 0), errno, "fsetxattr", name);
     },
     ...btrfsCalls(libc, errno, cstr, addressOf, O_RDONLY_CLOEXEC | O_DIRECTORY_NOFOLLOW),
   };

@@ -69,6 +69,16 @@ const SYMBOLS = {
   fsync: { args: ["i32"], returns: "i32" },
   /** int syncfs(int fd) */
   syncfs: { args: ["i32"], returns: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t count) */
+  write: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
+  /** int fchown(int fd, uid_t owner, gid_t group) */
+  fchown: { args: ["i32", "u32", "u32"], returns: "i32" },
+  /** int fchmod(int fd, mode_t mode) */
+  fchmod: { args: ["i32", "u32"], returns: "i32" },
+  /** int futimens(int fd, const struct timespec times[2]) */
+  futimens: { args: ["i32", "ptr"], returns: "i32" },
+  /** int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) */
+  fsetxattr: { args: ["i32", "ptr", "ptr", "u64", "i32"], returns: "i32" },
 } as const;
 
 /**

@@ -67,6 +67,16 @@ const SYMBOLS = {
   fsync: { parameters: ["i32"], result: "i32" },
   /** int syncfs(int fd) */
   syncfs: { parameters: ["i32"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t count) */
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** int fchown(int fd, uid_t owner, gid_t group) */
+  fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  /** int fchmod(int fd, mode_t mode) */
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  /** int futimens(int fd, const struct timespec times[2]) */
+  futimens: { parameters: ["i32", "buffer"], result: "i32" },
+  /** int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) */
+  fsetxattr: { parameters: ["i32", "buffer", "buffer", "usize", "i32"], result: "i32" },
   /** fsync on Deno's FFI thread pool: the promise settles when it returns (errno stays on that thread). */
   fsync_nonblocking: { name: "fsync", parameters: ["i32"], result: "i32", nonblocking: true },
   /** syncfs, likewise. */

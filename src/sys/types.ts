@@ -168,6 +168,23 @@ export interface Sys {
   renameAt(fromDirfd: number, from: string, toDirfd: number, to: string, flags: number): void;
   /** fsync(2). */
   fsync(fd: number): void;
+  /**
+   * open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode): a new regular file;
+   * EEXIST when anything (a symlink included) is at `path`.
+   */
+  createNew(path: string, mode: number): number;
+  /** read(2) once into `buf`: the bytes read, 0 at end of file. */
+  readInto(fd: number, buf: Uint8Array): number;
+  /** write(2) until all of `bytes` is written. */
+  writeAll(fd: number, bytes: Uint8Array): void;
+  /** fchown(2). */
+  fchown(fd: number, uid: number, gid: number): void;
+  /** fchmod(2): permission bits incl. setuid/setgid/sticky. */
+  fchmod(fd: number, mode: number): void;
+  /** futimens(2): nanosecond atime and mtime. */
+  futimes(fd: number, atime: Timespec, mtime: Timespec): void;
+  /** fsetxattr(2). */
+  fsetxattr(fd: number, name: string, value: Uint8Array): void;
   /** syncfs(2): write back every dirty page of the filesystem `fd` is on. */
   syncfs(fd: number): void;
   /**
