@@ -1,16 +1,21 @@
 /**
  * A full-fidelity copy of a layer tree (what vfs does for every new layer): content reflinked
  * where the filesystem can share extents, else copied in the kernel; hardlinks, devices, owners,
- * modes, every xattr and nanosecond times kept, so `changesDirs(copy, src)` finds nothing.
+ * modes, every xattr and nanosecond times kept, so `changesDirs(copy, src)` finds nothing. Every
+ * step is a synchronous syscall (a thread-pool round trip per file cost more than the copy of a
+ * small one), with a return to the event loop every few thousand entries or 64 MiB.
  */
-import * as fs from "node:fs/promises";
+import * as fs from "node:fs";
 import { StrataError, hasCode } from "../core/errors.ts";
-import type { Stat, Sys } from "../sys/types.ts";
+import { O, type Stat, type Sys } from "../sys/types.ts";
 import { isDirMode, S_IF } from "./_file-type.ts";
-import { readXattrs, setMetadata } from "./_metadata.ts";
+import { type Metadata, readXattrs, setMetadata, setMetadataFd, yieldToLoop } from "./_metadata.ts";
 
-/** Files copied at once: enough to keep the disk busy with small files, few enough for the fd limit. */
-const CONCURRENCY = 16;
+/** One copy_file_range call copies at most this much, so a large file does not hold the event loop. */
+const COPY_SLICE = 16 * 1024 * 1024;
+/** Work (bytes copied, a fixed cost per entry) between two returns to the event loop. */
+const YIELD_BYTES = 64 * 1024 * 1024;
+const BYTES_PER_ENTRY = 64 * 1024;
 /** What ioctl(FICLONE) says when the filesystem (or this pair of files) cannot share extents. */
 const CLONE_REFUSED = ["EOPNOTSUPP", "EXDEV", "EINVAL", "ENOTTY"];
 
@@ -30,28 +35,23 @@ class _Copier {
   #sys: Sys;
   /** Cleared the first time the filesystem refuses a reflink: no point asking for every file. */
   #clone = true;
-  /** Hardlinked inodes → the copy of their first path, once it exists. */
-  #links = new Map<bigint, Promise<string>>();
+  /** Hardlinked inodes → the copy of their first path. */
+  #links = new Map<bigint, string>();
   /** Directories whose metadata is set once everything inside them is written. */
   #dirs: Array<[string, string, Stat]> = [];
-  #pool = new Set<Promise<void>>();
-  #failure: { err: unknown } | undefined;
+  /** Bytes copied since the last return to the event loop. */
+  #sinceYield = 0;
 
   constructor(sys: Sys) {
     this.#sys = sys;
   }
 
   async run(src: string, dst: string, st: Stat): Promise<void> {
-    await this.#mkdir(dst, true);
+    this.#mkdir(dst, true);
     this.#dirs.push([src, dst, st]);
-    try {
-      await this.#walk(src, dst);
-    } finally {
-      await Promise.all(this.#pool);
-    }
-    if (this.#failure) throw this.#failure.err;
+    await this.#walk(src, dst);
     // Deepest first, though any order would do: setting a directory's times does not touch its parent's.
-    for (const [s, d, dirSt] of this.#dirs.reverse()) this.#metadata(s, d, dirSt);
+    for (const [s, d, dirSt] of this.#dirs.reverse()) setMetadata(this.#sys, d, this.#meta(s, dirSt));
   }
 
   async #walk(src: string, dst: string): Promise<void> {
@@ -61,7 +61,7 @@ class _Copier {
       const st = this.#sys.lstat(s);
       const type = st.mode & S_IF.MT;
       if (type === S_IF.DIR) {
-        await this.#mkdir(d, false);
+        this.#mkdir(d, false);
         this.#dirs.push([s, d, st]);
         await this.#walk(s, d);
         continue;
@@ -70,63 +70,67 @@ class _Copier {
       if (st.nlink > 1) {
         const first = this.#links.get(st.ino);
         if (first !== undefined) {
-          await this.#spawn(async () => await fs.link(await first, d));
+          fs.linkSync(first, d);
           continue;
         }
-        const { done } = await this.#spawn(() => this.#copyNonDir(s, d, st));
-        const copied = done.then(() => d);
-        copied.catch(() => {}); // the pool reports the failure; a later link sees it too
-        this.#links.set(st.ino, copied);
-        continue;
+        this.#links.set(st.ino, d);
       }
-      await this.#spawn(() => this.#copyNonDir(s, d, st));
+      if (type === S_IF.REG) await this.#copyFile(s, d, st);
+      else {
+        if (type === S_IF.LNK) fs.symlinkSync(fs.readlinkSync(s), d);
+        else this.#sys.mknod(d, type | (st.mode & 0o777), st.rdevMajor, st.rdevMinor);
+        setMetadata(this.#sys, d, this.#meta(s, st));
+      }
+      if ((this.#sinceYield += BYTES_PER_ENTRY) >= YIELD_BYTES) await this.#yield();
     }
   }
 
-  /** Start `task` once a slot is free. Its promise comes back wrapped, so awaiting this waits for the slot only. */
-  async #spawn(task: () => Promise<void>): Promise<{ done: Promise<void> }> {
-    while (this.#pool.size >= CONCURRENCY) await Promise.race(this.#pool);
-    if (this.#failure) throw this.#failure.err;
-    const done = task();
-    const tracked: Promise<void> = done
-      .then(() => {}, (err) => void (this.#failure ??= { err }))
-      .finally(() => this.#pool.delete(tracked));
-    this.#pool.add(tracked);
-    return { done };
-  }
-
-  async #copyNonDir(s: string, d: string, st: Stat): Promise<void> {
-    const type = st.mode & S_IF.MT;
-    if (type === S_IF.REG) await this.#copyFile(s, d);
-    else if (type === S_IF.LNK) await fs.symlink(await fs.readlink(s), d);
-    else this.#sys.mknod(d, type | (st.mode & 0o777), st.rdevMajor, st.rdevMinor);
-    this.#metadata(s, d, st);
-  }
-
-  async #copyFile(s: string, d: string): Promise<void> {
-    if (this.#clone) {
-      const from = await fs.open(s, "r");
+  /**
+   * One regular file, on descriptors: the source opened O_NOFOLLOW, the copy created O_EXCL,
+   * content reflinked or copied in the kernel a slice at a time, metadata set on the new fd.
+   */
+  async #copyFile(s: string, d: string, st: Stat): Promise<void> {
+    const sys = this.#sys;
+    const from = sys.openEntry(s, O.RDONLY);
+    try {
+      const to = sys.createNew(d, 0o600);
       try {
-        const to = await fs.open(d, "wx", 0o600);
-        try {
-          this.#sys.ficlone(from.fd, to.fd);
-          return;
-        } catch (err) {
-          if (!hasCode(err, ...CLONE_REFUSED)) throw err;
-          this.#clone = false;
-        } finally {
-          await to.close();
+        if (!this.#reflinked(from, to)) {
+          for (;;) {
+            const n = sys.copyRange(from, to, COPY_SLICE);
+            if (n === 0) break;
+            if ((this.#sinceYield += n) >= YIELD_BYTES) await this.#yield();
+          }
         }
+        setMetadataFd(sys, to, this.#meta(s, st));
       } finally {
-        await from.close();
+        sys.close(to);
       }
+    } finally {
+      sys.close(from);
     }
-    // copy_file_range underneath on Bun and Deno: the bytes never pass through JavaScript.
-    await fs.copyFile(s, d);
   }
 
-  #metadata(s: string, d: string, st: Stat): void {
-    const meta = {
+  #reflinked(from: number, to: number): boolean {
+    if (!this.#clone) return false;
+    try {
+      this.#sys.ficlone(from, to);
+      return true;
+    } catch (err) {
+      if (!hasCode(err, ...CLONE_REFUSED)) throw err;
+      this.#clone = false;
+      return false;
+    }
+  }
+
+  /** Let other calls run: the copy is synchronous syscalls, a large tree would hold the loop. */
+  async #yield(): Promise<void> {
+    this.#sinceYield = 0;
+    await yieldToLoop();
+  }
+
+  #meta(s: string, st: Stat): Metadata {
+    return {
       uid: st.uid,
       gid: st.gid,
       mode: st.mode,
@@ -135,12 +139,11 @@ class _Copier {
       mtime: st.mtime,
       symlink: (st.mode & S_IF.MT) === S_IF.LNK,
     };
-    setMetadata(this.#sys, d, meta);
   }
 
-  async #mkdir(d: string, root: boolean): Promise<void> {
+  #mkdir(d: string, root: boolean): void {
     try {
-      await fs.mkdir(d, { mode: 0o700 });
+      fs.mkdirSync(d, { mode: 0o700 });
     } catch (err) {
       if (!(root && hasCode(err, "EEXIST") && isDirMode(this.#sys.lstat(d).mode))) throw err;
     }

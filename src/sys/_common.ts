@@ -112,6 +112,7 @@ export interface Libc {
   fchmod(fd: number, mode: number): Ret;
   futimens(fd: number, times: Buf): Ret;
   fsetxattr(fd: number, name: Buf, value: Buf, size: number | bigint, flags: number): Ret;
+  copy_file_range(fdIn: number, offIn: Buf, fdOut: number, offOut: Buf, len: number | bigint, flags: number): Ret;
 }
 
 const encoder = new TextEncoder();
@@ -447,6 +448,9 @@ export function libcSys(
         if (n === 0) throw new ErrnoError("write", EIO);
         at += n;
       }
+    },
+    copyRange(fromFd, toFd, len) {
+      return check(libc.copy_file_range(fromFd, null, toFd, null, len, 0), errno, "copy_file_range");
     },
     fchown(fd, uid, gid) {
       check(libc.fchown(fd, uid >>> 0, gid >>> 0), errno, "fchown");

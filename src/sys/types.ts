@@ -177,6 +177,11 @@ export interface Sys {
   readInto(fd: number, buf: Uint8Array): number;
   /** write(2) until all of `bytes` is written. */
   writeAll(fd: number, bytes: Uint8Array): void;
+  /**
+   * copy_file_range(2) of up to `len` bytes from the current offset of `fromFd` to that of `toFd`,
+   * in the kernel (a reflink where the filesystem shares extents); the bytes copied, 0 at the end.
+   */
+  copyRange(fromFd: number, toFd: number, len: number): number;
   /** fchown(2). */
   fchown(fd: number, uid: number, gid: number): void;
   /** fchmod(2): permission bits incl. setuid/setgid/sticky. */
