@@ -34,7 +34,8 @@ import { publish, syncParent, syncStaged } from "../../src/store/durable.ts";
 import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import { RENAME, type Sys } from "../../src/sys/types.ts";
-import { type LayerRecord, LayerRecords, META_DIR } from "./records.ts";
+import { LayerRecords, META_DIR } from "../../src/store/layer-records.ts";
+import { LAYER_RECORD, type LayerRecord } from "./records.ts";
 import { destroyTree } from "./subvolume.ts";
 
 /** Where layers live, under Home (moby's name). */
@@ -76,7 +77,7 @@ class BtrfsDriver {
   #log: Logger;
   #locks = new KeyedLock();
   #staging: Staging;
-  #records: LayerRecords;
+  #records: LayerRecords<LayerRecord>;
   #defaultSize: number;
 
   constructor(config: DriverConfig, defaultSize: number) {
@@ -87,7 +88,7 @@ class BtrfsDriver {
     this.#root = rootPair(config.uidMaps, config.gidMaps);
     this.#log = config.log;
     this.#defaultSize = defaultSize;
-    this.#records = new LayerRecords(config.home, config.sys, config.log);
+    this.#records = new LayerRecords(config.home, config.sys, config.log, LAYER_RECORD);
     this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 

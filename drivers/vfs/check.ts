@@ -13,7 +13,7 @@ import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
 import { mountsUnder } from "../../src/mount/mountinfo.ts";
 import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { DONE_PREFIX, LAYERS_DIR, READY_PREFIX, TMP_DIR } from "./driver.ts";
-import { META_DIR } from "./parents.ts";
+import { META_DIR } from "../../src/store/layer-records.ts";
 
 /** Every prefix the driver's staging gives entries of `tmp/` (`<kind>-<id>-<pid>-<n>`). */
 const TEMP_PREFIXES = ["new-", "meta-", "apply-", "rm-", DONE_PREFIX, READY_PREFIX];
