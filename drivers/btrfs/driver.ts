@@ -34,13 +34,16 @@ import { publish, syncParent, syncStaged } from "../../src/store/durable.ts";
 import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import { RENAME, type Sys } from "../../src/sys/types.ts";
-import { type LayerRecord, LayerRecords, META_DIR } from "./records.ts";
-import { destroyTree } from "./subvolume.ts";
+import { LayerRecords, META_DIR } from "../../src/store/layer-records.ts";
+import { LAYER_RECORD, type LayerRecord } from "./records.ts";
+import { destroyTree, removeTempEntry } from "./subvolume.ts";
 
 /** Where layers live, under Home (moby's name). */
 export const SUBVOLUMES_DIR = "subvolumes";
 /** Where layers are built and destroyed, under Home; emptied at start. */
 export const TMP_DIR = "tmp";
+/** The prefixes of the temp dir's entries: a layer built, its record staged, an ApplyDiff's snapshot, a layer removed. */
+export const STAGING = { create: "new-", record: "meta-", apply: "apply-", remove: "rm-" } as const;
 /** How a btrfs store looks. */
 export const BTRFS_LAYOUT: StoreLayout = { required: [SUBVOLUMES_DIR, TMP_DIR, META_DIR] };
 /** `strata.size`: the limit of read-write layers created without a size option. */
@@ -76,7 +79,7 @@ class BtrfsDriver {
   #log: Logger;
   #locks = new KeyedLock();
   #staging: Staging;
-  #records: LayerRecords;
+  #records: LayerRecords<LayerRecord>;
   #defaultSize: number;
 
   constructor(config: DriverConfig, defaultSize: number) {
@@ -87,19 +90,14 @@ class BtrfsDriver {
     this.#root = rootPair(config.uidMaps, config.gidMaps);
     this.#log = config.log;
     this.#defaultSize = defaultSize;
-    this.#records = new LayerRecords(config.home, config.sys, config.log);
+    this.#records = new LayerRecords(config.home, config.sys, config.log, LAYER_RECORD);
     this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 
   /** Undo what a crash interrupted: everything in tmp/ is a build not renamed in or a removal not finished. */
   async recover(): Promise<void> {
     const tmp = path.join(this.#home, TMP_DIR);
-    for (const name of await fs.readdir(tmp)) {
-      const entry = path.join(tmp, name);
-      // A symlink or anything else strata did not make is removed as itself, never walked through.
-      if ((await ownEntry(entry, "dir")) === "ok") await destroyTree(this.sys, entry);
-      else await fs.rm(entry, { force: true });
-    }
+    for (const name of await fs.readdir(tmp)) await removeTempEntry(this.sys, path.join(tmp, name));
     await this.#records.load((id) => this.exists(id));
   }
 
@@ -170,7 +168,7 @@ class BtrfsDriver {
     await this.#locks.runAll(parent ? [id, parent] : [id], async () => {
       if (await this.exists(id)) throw new AlreadyExistsError(`Cannot create layer "${id}": it already exists`);
       if (parent) await this.#mustExist(parent, `create layer "${id}" on`);
-      const staging = this.#staging.path("new-", id);
+      const staging = this.#staging.path(STAGING.create, id);
       const record: LayerRecord = { parent, readWrite, size };
       try {
         if (parent) {
@@ -183,7 +181,7 @@ class BtrfsDriver {
           await fs.chown(staging, this.#root.uid, this.#root.gid);
         }
         if (size > 0) this.sys.btrfsQgroupLimit(staging, BigInt(size));
-        await this.#records.write(id, record, this.#staging.path("meta-", id));
+        await this.#records.write(id, record, this.#staging.path(STAGING.record, id));
         faultPoint(FAULT.createBeforeRename);
         // One syncfs commits btrfs's transaction: the snapshot and whatever was written in it.
         await publish(this.sys, staging, dir, "filesystem");
@@ -208,7 +206,7 @@ class BtrfsDriver {
       // A read-only subvolume cannot be moved (its ".." would change): thaw it first. A crash
       // right after leaves a layer nobody builds on writable, which changes nothing anyone sees.
       if ((await ownEntry(dir, "dir")) === "ok" && this.sys.btrfsIsReadonly(dir)) this.sys.btrfsSetReadonly(dir, false);
-      const doomed = await this.#staging.moveAside(dir, "rm-", id);
+      const doomed = await this.#staging.moveAside(dir, STAGING.remove, id);
       if (doomed === null) return;
       faultPoint(FAULT.removeBeforeDelete);
       await this.#records.delete(id);
@@ -285,7 +283,7 @@ class BtrfsDriver {
     return await this.#locks.run(id, async () => {
       await this.#mustExist(id, "apply a diff to");
       const dir = this.#dir(id);
-      const staging = this.#staging.path("apply-", id);
+      const staging = this.#staging.path(STAGING.apply, id);
       let size: number;
       try {
         const frozen = this.sys.btrfsIsReadonly(dir);

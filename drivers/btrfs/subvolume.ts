@@ -10,6 +10,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { hasCode } from "../../src/core/errors.ts";
+import { ownEntry } from "../../src/store/own.ts";
 import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { DT, O, RENAME, type Sys } from "../../src/sys/types.ts";
 
@@ -111,4 +112,14 @@ export async function destroyTree(sys: Sys, p: string): Promise<void> {
     sys.close(parent);
   }
   if (kind === "directory") await removeBeneath(sys, dir, name);
+}
+
+/**
+ * Remove an entry of the temp dir, as start-up recovery does: a directory (a subvolume being built
+ * or removed, a plain one) with `destroyTree`; a symlink or anything else strata did not make as
+ * itself, never walked through.
+ */
+export async function removeTempEntry(sys: Sys, entry: string): Promise<void> {
+  if ((await ownEntry(entry, "dir")) === "ok") await destroyTree(sys, entry);
+  else await fs.rm(entry, { force: true });
 }

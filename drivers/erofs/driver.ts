@@ -34,7 +34,10 @@ import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
 import { ImageMounts, probeImageMode } from "./image-mounts.ts";
-import { DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, PENDING_FILE, RW_FILE, SIZE_FILE, TAR_FILE, TMP_DIR, WORK_DIR } from "./layout.ts";
+import {
+  DIFF_DIR, IMAGE_DIR, IMAGE_FILE, Layout, LINK_DIR, MERGED_DIR, PARENT_FILE, PENDING_FILE, RW_FILE, SIZE_FILE, STAGING, TAR_FILE, TMP_DIR, WORK_DIR,
+} from "./layout.ts";
+import { dropApplyLeftovers, sealAsImage } from "./seal.ts";
 import { applyImage } from "./image-apply.ts";
 import { pageSize } from "../overlay/host.ts";
 import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
@@ -127,7 +130,7 @@ class ErofsDriver implements Driver {
       // with one, what the layer was before (markers, upper dir) goes.
       const image = await ownEntry(this.#layout.of(id, IMAGE_FILE), "file");
       if (image === "foreign") this.#log.warn("a layer's image is not a file of ours: left alone", { id });
-      else if (image === "missing") for (const f of [TAR_FILE, SIZE_FILE]) await fs.rm(this.#layout.of(id, f), { force: true });
+      else if (image === "missing") await dropApplyLeftovers(this.#layout, id);
       else await this.#sealAsImage(id).catch((err) => this.#log.warn("cannot finish sealing a layer", { id, err: String(err) }));
     }
     const home = await fs.realpath(this.#layout.home);
@@ -214,7 +217,7 @@ class ErofsDriver implements Driver {
         const lowers = this.#chain(parent).length;
         if (lowers > MAX_LOWERS) throw new StrataError(`Cannot create layer "${id}": its chain of ${lowers + 1} layers is deeper than overlayfs mounts (${MAX_LOWERS + 1})`);
       }
-      const staging = this.#staging.path("new-", id);
+      const staging = this.#staging.path(STAGING.create, id);
       try {
         await fs.mkdir(staging, { mode: 0o710 });
         await fs.chown(staging, process.getuid?.() ?? 0, this.#root.gid);
@@ -255,7 +258,7 @@ class ErofsDriver implements Driver {
       await this.#unstack(id);
       if (this.#images.count(id) > 0) await this.#images.drop(id, this.#layout.of(id, IMAGE_DIR));
       await removeShortLinks(this.#layout.home, id, [IMAGE_DIR, DIFF_DIR]);
-      const aside = await this.#staging.moveAside(dir, "rm-", id);
+      const aside = await this.#staging.moveAside(dir, STAGING.remove, id);
       this.#parents.delete(id);
       if (aside === null) return;
       faultPoint(FAULT.removeBeforeDelete);
@@ -346,7 +349,7 @@ class ErofsDriver implements Driver {
       if (this.#views.has(id)) throw new BusyError(`Cannot commit layer "${id}": it is mounted`);
       // The snapshotter's client has unmounted what Mounts gave it by now: its images may go too.
       await this.#unpin(id);
-      const staging = this.#staging.path("commit-", id);
+      const staging = this.#staging.path(STAGING.commit, id);
       await fs.mkdir(staging, { mode: 0o700 });
       try {
         await writeImageFromDir(this.#layout.of(id, DIFF_DIR), path.join(staging, IMAGE_FILE), { sys: this.sys, sync: true });
@@ -363,11 +366,7 @@ class ErofsDriver implements Driver {
    * go. A crash in between leaves an image beside them; recovery finishes it.
    */
   async #sealAsImage(id: string): Promise<void> {
-    for (const marker of [RW_FILE, PENDING_FILE]) await fs.rm(this.#layout.of(id, marker), { force: true });
-    for (const name of [DIFF_DIR, WORK_DIR]) {
-      const aside = await this.#staging.moveAside(this.#layout.of(id, name), "rm-", id);
-      if (aside !== null) await this.#staging.discard(aside, id, "seal");
-    }
+    await sealAsImage(this.#layout, this.#staging, id, (aside) => this.#staging.discard(aside, id, "seal"));
   }
 
   async usage(id: string): Promise<Usage> {
@@ -434,7 +433,7 @@ class ErofsDriver implements Driver {
         return await applyLayer(this.#layout.of(id, DIFF_DIR), tar, { sys: this.sys, whiteouts: "overlay", uidMaps: this.uidMaps, gidMaps: this.gidMaps });
       }
       const root = ownParent ? await this.#locks.run(ownParent, () => this.#rootOf(ownParent)) : undefined;
-      const staging = this.#staging.path("apply-", id);
+      const staging = this.#staging.path(STAGING.apply, id);
       const size = await applyImage(tar, staging, this.#layout.layer(id), {
         sys: this.sys,
         uidMaps: this.uidMaps,
@@ -663,7 +662,7 @@ export async function initErofs(config: DriverConfig): Promise<Driver> {
     await assertOwnDir(dir);
   }
   // One empty image, mounted once: whether this kernel mounts EROFS files directly, and that mounting works at all.
-  const probe = await fs.mkdtemp(path.join(layout.tmpDir, "check-"));
+  const probe = await fs.mkdtemp(path.join(layout.tmpDir, STAGING.probe));
   let mode;
   try {
     const image = path.join(probe, IMAGE_FILE);

@@ -49,6 +49,9 @@ export const IMAGE_DIR = "image";
 /** The view's mount point. */
 export const MERGED_DIR = "merged";
 
+/** The prefixes of `.tmp/`'s entries: a layer built, an ApplyDiff, a Commit, a removal, Init's mount probe. */
+export const STAGING = { create: "new-", apply: "apply-", commit: "commit-", remove: "rm-", probe: "check-" } as const;
+
 /** Paths under Home. */
 export class Layout {
   constructor(readonly home: string) {}

@@ -6,16 +6,16 @@
  * (drop dangling links, restore missing ones, empty `.tmp/`, unmount what no layer owns), never
  * the deletion of a layer directory that holds anything.
  */
-import { lstatSync, readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import * as fs from "node:fs/promises";
-import * as os from "node:os";
 import * as path from "node:path";
+import {
+  entryKind as _kind, entryNames as _names, foreignMount, insideTempEntry, scanTempDir, staleMount, storeDirFindings, strayLayerDir,
+} from "../../src/check/scan.ts";
+import { CannotTryMount, testMount } from "../../src/check/test-mount.ts";
 import { type CheckContext, type Finding, finding } from "../../src/check/types.ts";
-import { hasCode } from "../../src/core/errors.ts";
 import { LAYER_ID_PATTERN } from "../../src/core/layer-id.ts";
-import { unmount } from "../../src/mount/mounter.ts";
 import { mountsUnder } from "../../src/mount/mountinfo.ts";
-import { removeBeneath } from "../../src/store/remove-tree.ts";
 import { MS, type Sys } from "../../src/sys/types.ts";
 import { TMP_PREFIX } from "./layers.ts";
 import {
@@ -23,40 +23,16 @@ import {
 } from "./layout.ts";
 import { MARKER_FILE } from "../../src/store/home.ts";
 
-type _Kind = "dir" | "file" | "symlink" | "other" | "missing";
-
-function _kind(p: string): _Kind {
-  const st = lstatSync(p, { throwIfNoEntry: false });
-  if (st === undefined) return "missing";
-  return st.isDirectory() ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : "other";
-}
-
-const _names = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);
-
-/** Raised when this process may not attach loop devices or mount: the image was not tried. */
-class _CannotTry extends Error {}
-
 /** Whether the image `file` mounts, and holds a layer (its `link` file): tried read-only, without journal replay, outside Home. */
-async function _imageMounts(sys: Sys, file: string): Promise<string | null> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "strata-check-image-"));
-  try {
+function _imageMounts(sys: Sys, file: string): Promise<string | null> {
+  return testMount(sys, (dir) => {
     const loop = sys.loopAttach(file);
     try {
       sys.mount(loop.device, dir, "ext4", MS.RDONLY, "noload");
     } finally {
       sys.close(loop.fd);
     }
-    try {
-      return _kind(path.join(dir, LINK_FILE)) === "file" ? null : "it mounts but holds no layer (no link file)";
-    } finally {
-      unmount(sys, dir);
-    }
-  } catch (err) {
-    if (hasCode(err, "EPERM", "EACCES")) throw new _CannotTry((err as Error).message);
-    return (err as Error).message;
-  } finally {
-    await fs.rmdir(dir).catch(() => {});
-  }
+  }, (dir) => (_kind(path.join(dir, LINK_FILE)) === "file" ? null : "it mounts but holds no layer (no link file)"));
 }
 
 /** The layers of an overlay Home: directories with their link file, and size-limited layers by their image. */
@@ -87,17 +63,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
   const mountPoints = new Set(ctx.mounts.map((m) => m.mountPoint));
   const real = (...parts: string[]) => path.join(ctx.realHome, ...parts);
 
-  for (const dir of [linkDir, tmpDir]) {
-    const kind = _kind(dir);
-    if (kind === "missing") {
-      out.push(finding("problem", "missing-store-dir", dir, `the store's ${path.basename(dir)}/ directory is missing`, async () => {
-        await fs.mkdir(dir, { mode: 0o700 });
-        return "made it (empty, mode 0700)";
-      }));
-    } else if (kind !== "dir") {
-      out.push(finding("problem", "foreign-entry", dir, `it is a ${kind} where the store keeps its ${path.basename(dir)}/ directory`));
-    }
-  }
+  out.push(...storeDirFindings([linkDir, tmpDir]));
 
   // Size-limited layers: their files (link, lower, diff) are inside the image, seen only while it is mounted on <id>/.
   const images = new Set<string>();
@@ -114,7 +80,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
     try {
       problem = await _imageMounts(sys, p);
     } catch (err) {
-      if (!(err instanceof _CannotTry)) throw err;
+      if (!(err instanceof CannotTryMount)) throw err;
       out.push(finding("note", "image-not-tried", p, `layer "${id}"'s image is not mounted and could not be test-mounted here (${err.message}): run check as root`));
       continue;
     }
@@ -141,15 +107,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
         layers.set(name, null);
         continue;
       }
-      const entries = await _names(p);
-      if (entries.length === 0) {
-        out.push(finding("problem", "empty-layer-dir", p, "an empty directory where no layer is (a removal or create was cut short)", async () => {
-          await fs.rmdir(p);
-          return "removed the empty directory";
-        }));
-      } else {
-        out.push(finding("problem", "incomplete-layer", p, `a layer directory without its link file (holds ${entries.sort().join(", ")}): left alone`));
-      }
+      out.push(await strayLayerDir(p, "link file"));
       continue;
     }
     const linkId = readFileSync(linkFile, "utf8").trim();
@@ -160,13 +118,7 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
       layers.set(name, linkId);
     }
     if (_kind(path.join(p, DIFF_DIR)) !== "dir") out.push(finding("problem", "missing-diff", path.join(p, DIFF_DIR), "the layer has no diff/ directory: its files are gone"));
-    const nestedTmp = path.join(p, TMP_DIR);
-    for (const t of await _names(nestedTmp)) {
-      out.push(finding("problem", "temp-entry", path.join(nestedTmp, t), "a half-made entry a crash left in the layer's own temp dir", async () => {
-        await removeBeneath(sys, nestedTmp, t);
-        return "removed it";
-      }));
-    }
+    out.push(...(await scanTempDir(ctx, { dir: path.join(p, TMP_DIR), where: "the layer's own temp dir" })));
   }
   const owners = new Map<string, string>();
   for (const [id, linkId] of layers) if (linkId !== null) owners.set(linkId, id);
@@ -230,39 +182,24 @@ export async function checkOverlayStore(ctx: CheckContext): Promise<Finding[]> {
 
   // .tmp/: every entry is a create, apply, removal or probe a crash cut short.
   const prefixes = Object.values(TMP_PREFIX) as string[];
-  for (const name of await _names(tmpDir)) {
-    const p = path.join(tmpDir, name);
-    if (!prefixes.some((pre) => name.startsWith(pre))) {
-      out.push(finding("problem", "foreign-entry", p, "an entry of .tmp/ strata did not name: left alone"));
-      continue;
-    }
-    const inside = mountsUnder(ctx.mounts, real(TMP_DIR, name)).map((m) => m.mountPoint);
-    if (mountPoints.has(real(TMP_DIR, name))) inside.push(real(TMP_DIR, name));
-    out.push(finding("problem", "temp-entry", p, `a half-made or half-removed entry a crash left in .tmp/${inside.length ? " (mounted)" : ""}`, async () => {
-      for (const m of inside) unmount(sys, m);
-      await removeBeneath(sys, tmpDir, name);
-      return inside.length ? `unmounted ${inside.length} mount${inside.length === 1 ? "" : "s"} and removed it` : "removed it";
-    }));
-  }
+  out.push(...(await scanTempDir(ctx, { dir: tmpDir, where: ".tmp/", prefixes, unmountInside: true })));
 
   // Mounts under Home: a layer's merged/ (a container may still run on it) and images on <id>/ are expected.
   for (const m of mountsUnder(ctx.mounts, ctx.realHome)) {
-    const [first, second, ...rest] = path.relative(ctx.realHome, m.mountPoint).split(path.sep);
+    const rel = path.relative(ctx.realHome, m.mountPoint).split(path.sep);
+    const [first, second, ...rest] = rel;
     // Mounts inside strata's own temp entries go with them (temp-entry above); any other is reported below.
-    if (first === TMP_DIR && second !== undefined && prefixes.some((pre) => second.startsWith(pre))) continue;
+    if (insideTempEntry(rel, TMP_DIR, prefixes)) continue;
     if (second === undefined && images.has(first)) continue;
     if (second === MERGED_DIR && rest.length === 0 && LAYER_ID_PATTERN.test(first)) {
       if (exists(first)) {
         out.push(finding("note", "layer-mounted", m.mountPoint, `layer "${first}" is mounted (a container may be running on it; strata adopts the mount at its next start)`));
-        continue;
+      } else {
+        out.push(staleMount(sys, m, "a mount left behind on a directory that holds no layer"));
       }
-      out.push(finding("problem", "stale-mount", m.mountPoint, `a mount left behind on a directory that holds no layer`, async () => {
-        const how = unmount(sys, m.mountPoint);
-        return how === "detached" ? "detached it (it was busy)" : "unmounted it";
-      }));
       continue;
     }
-    out.push(finding("problem", "foreign-mount", m.mountPoint, `a ${m.fsType} mount of "${m.source}" that no layer owns: left alone`));
+    out.push(foreignMount(m, "that no layer owns"));
   }
   return out;
 }

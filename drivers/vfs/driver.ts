@@ -2,7 +2,7 @@
  * vfs: every layer is a full copy of its parent (reflinked where the filesystem can). Works on any
  * backing filesystem; no mounts. Layers are built in a temp dir and renamed into place; removal
  * renames first and deletes after, so a crash never leaves a half layer under its real name.
- * Each layer's parent is recorded apart from it (`parents.ts`): Remove refuses a layer that others
+ * Each layer's parent is recorded apart from it (`parents.ts`, `src/store/layer-records.ts`): Remove refuses a layer that others
  * are built on.
  */
 import * as fs from "node:fs/promises";
@@ -27,7 +27,8 @@ import { publish, syncParent } from "../../src/store/durable.ts";
 import { Staging } from "../../src/store/staging.ts";
 import { backingFs } from "../../src/sys/fs-magic.ts";
 import type { Sys } from "../../src/sys/types.ts";
-import { META_DIR, ParentRecords } from "./parents.ts";
+import { LayerRecords, META_DIR } from "../../src/store/layer-records.ts";
+import { PARENT_RECORD, type ParentRecord } from "./parents.ts";
 
 /** Where finished layers live, under Home. */
 export const LAYERS_DIR = "dir";
@@ -58,7 +59,7 @@ class VfsDriver {
   #locks = new KeyedLock();
   #fsName: string;
   #staging: Staging;
-  #records: ParentRecords;
+  #records: LayerRecords<ParentRecord>;
 
   constructor(config: DriverConfig, fsName: string) {
     this.#home = config.home;
@@ -68,7 +69,7 @@ class VfsDriver {
     this.#root = rootPair(config.uidMaps, config.gidMaps);
     this.#log = config.log;
     this.#fsName = fsName;
-    this.#records = new ParentRecords(config.home, config.sys, config.log);
+    this.#records = new LayerRecords(config.home, config.sys, config.log, PARENT_RECORD);
     this.#staging = new Staging(path.join(config.home, TMP_DIR), config.sys, config.log);
   }
 
@@ -151,7 +152,7 @@ class VfsDriver {
           await fs.mkdir(staging, { mode: 0o755 });
           await fs.chown(staging, this.#root.uid, this.#root.gid);
         }
-        await this.#records.write(id, parent, this.#tmp("meta", id));
+        await this.#records.write(id, { parent }, this.#tmp("meta", id));
         faultPoint(FAULT.createBeforeRename);
         // A copied parent is many files: one syncfs; an empty base layer is one directory.
         await publish(this.sys, staging, dir, parent ? "filesystem" : "entries");
@@ -160,7 +161,7 @@ class VfsDriver {
         await this.#records.delete(id);
         throw err;
       }
-      this.#records.index.set(id, parent);
+      this.#records.set(id, { parent });
     });
   }
 

@@ -143,3 +143,45 @@ export function encodeDirent(view: DataView, at: number, nid: number, nameoff: n
   view.setUint8(at + 10, fileType);
   view.setUint8(at + 11, 0);
 }
+
+/** What a superblock says, as `decodeSuperBlock` reads it back. */
+export interface DecodedSuperBlock extends SuperFields {
+  blockBits: number;
+  featureCompat: number;
+}
+
+/**
+ * Read back the superblock of block 0 (at least BLOCK_SIZE bytes) and check it as the kernel does
+ * at mount: the magic, the block size, and the checksum when the image has one; returns why it is
+ * no superblock strata wrote, as a string, when it is not.
+ * @example
+ * const sb = decodeSuperBlock(encodeSuperBlock({ rootNid: 1, inodes: 1, buildSec: 0, buildNsec: 0, blocks: 2, metaBlkaddr: 1 }));
+ * typeof sb === "string" ? sb : sb.rootNid; // 1
+ */
+export function decodeSuperBlock(block0: Uint8Array): DecodedSuperBlock | string {
+  if (block0.byteLength < BLOCK_SIZE) return `block 0 is ${block0.byteLength} bytes, not ${BLOCK_SIZE}`;
+  const v = new DataView(block0.buffer, block0.byteOffset + SUPER_OFFSET, SUPER_SIZE);
+  const magic = v.getUint32(0, true);
+  if (magic !== SUPER_MAGIC) return `no EROFS superblock: its magic is 0x${magic.toString(16).padStart(8, "0")}, not 0x${SUPER_MAGIC.toString(16)}`;
+  const featureCompat = v.getUint32(8, true);
+  const blockBits = v.getUint8(12);
+  if (blockBits !== BLOCK_BITS) return `its block size is 2^${blockBits}, not the ${BLOCK_SIZE} strata writes`;
+  if (featureCompat & FEATURE_COMPAT.SB_CHKSUM) {
+    // A copy (never a view of the caller's bytes: a Buffer's slice is one) with the checksum field zeroed, as it was computed.
+    const copy = new Uint8Array(block0.subarray(SUPER_OFFSET, BLOCK_SIZE));
+    const stored = v.getUint32(4, true);
+    new DataView(copy.buffer).setUint32(4, 0, true);
+    const actual = crc32c(0xffffffff, copy);
+    if (actual !== stored) return `its superblock checksum does not match (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`;
+  }
+  return {
+    rootNid: v.getUint16(14, true),
+    inodes: Number(v.getBigUint64(16, true)),
+    buildSec: Number(BigInt.asIntN(64, v.getBigUint64(24, true))),
+    buildNsec: v.getUint32(32, true),
+    blocks: v.getUint32(36, true),
+    metaBlkaddr: v.getUint32(40, true),
+    blockBits,
+    featureCompat,
+  };
+}
