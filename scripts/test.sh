@@ -60,9 +60,9 @@ if [ "$(id -u)" = 0 ]; then
   done
   # The drivers' tests on the kernels users run, in a VM (test/vm: Debian's stock kernels, fetched
   # once into /var/cache/strata/vm), and power cuts: strata on a virtual disk, qemu SIGKILLed
-  # mid-load, every acknowledged layer checked after the reboot. Where /dev/kvm cannot boot a stock
-  # kernel (kvm_pvm), qemu emulates (TCG, ~10x slower: 6.1 ~4.75 min, 6.12 ~5 min, ~90 s a power-cut
-  # round). Without /dev/kvm these stages skip, and fail under CI=true.
+  # mid-load, every acknowledged layer checked after the reboot. Where /dev/kvm is missing or cannot
+  # boot a stock kernel (kvm_pvm), qemu emulates (TCG, ~10x slower: 6.1 ~4.75 min, 6.12 ~5 min, ~90 s
+  # a power-cut round). Without qemu and its tools these stages skip, and fail under CI=true.
   vm_suite=(node_modules/.bin/bun test --timeout 600000 test/vfs.test.ts test/overlay.test.ts test/overlay-quota.test.ts)
   run vm-kernel-6.1 node_modules/.bin/bun test/vm/run.ts --kernel bookworm -- "${vm_suite[@]}"
   run vm-kernel-6.12 node_modules/.bin/bun test/vm/run.ts --kernel trixie -- "${vm_suite[@]}"

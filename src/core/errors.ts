@@ -97,6 +97,19 @@ const ERRNO_NAMES: Record<number, string> = {
   122: "EDQUOT",
 };
 
+/** What each errno means, as strerror(3) and Node's fs errors say it. */
+const ERRNO_TEXT: Record<string, string> = {
+  EPERM: "operation not permitted", ENOENT: "no such file or directory", EINTR: "interrupted system call",
+  EIO: "i/o error", ENXIO: "no such device or address", EBADF: "bad file descriptor", EAGAIN: "resource temporarily unavailable",
+  ENOMEM: "not enough memory", EACCES: "permission denied", EBUSY: "resource busy or locked", EEXIST: "file already exists",
+  EXDEV: "cross-device link not permitted", ENODEV: "no such device", ENOTDIR: "not a directory", EISDIR: "is a directory",
+  EINVAL: "invalid argument", ENFILE: "file table overflow", EMFILE: "too many open files", ETXTBSY: "text file is busy",
+  EFBIG: "file too large", ENOSPC: "no space left on device", EROFS: "read-only file system", EMLINK: "too many links",
+  ERANGE: "result too large", ENAMETOOLONG: "name too long", ENOSYS: "function not implemented",
+  ENOTEMPTY: "directory not empty", ELOOP: "too many symbolic links encountered", ENODATA: "no data available",
+  EOPNOTSUPP: "operation not supported", EDQUOT: "disk quota exceeded",
+};
+
 /** The symbolic name of an errno value ("ENOENT"), or "errno N". */
 export function errnoName(errno: number): string {
   return ERRNO_NAMES[errno] ?? `errno ${errno}`;
@@ -108,6 +121,15 @@ export class ErrnoError extends StrataError {
   constructor(readonly syscall: string, readonly errno: number, readonly path?: string) {
     super(`${syscall}${path === undefined ? "" : ` "${path}"`}: ${errnoName(errno)}`);
     this.code = errnoName(errno);
+  }
+
+  /**
+   * The error in the form Node's fs errors take ("ENOSPC: no space left on device, write"), for a
+   * protocol answer that prefixes the call and layer it happened in.
+   */
+  get described(): string {
+    const text = ERRNO_TEXT[this.code];
+    return `${this.code}${text ? `: ${text}` : ""}, ${this.syscall}${this.path === undefined ? "" : ` "${this.path}"`}`;
   }
 }
 

@@ -1,5 +1,5 @@
 /** GraphDriver's one error translator: an error's kind becomes an HTTP status and `{"Err": message}`. */
-import { type ErrorKind, StrataError } from "../core/errors.ts";
+import { ErrnoError, type ErrorKind, StrataError } from "../core/errors.ts";
 
 /** The HTTP status the GraphDriver protocol answers each error kind with. */
 export const HTTP_STATUS: Record<ErrorKind, number> = {
@@ -21,9 +21,9 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
  * toErrResponse(new NotFoundError('Cannot get layer "x": it does not exist')); // { status: 404, body: { Err: "Cannot get layer …" } }
  */
 export function toErrResponse(err: unknown, during?: string): { status: number; body: { Err: string } } {
-  if (err instanceof StrataError) return { status: HTTP_STATUS[err.kind], body: { Err: err.message } };
-  // Not one of ours (a runtime fs error such as "ENOSPC: no space left on device, write"): it names
-  // neither the call nor the layer, so say which.
-  const message = (err instanceof Error ? err.message : String(err)) || "internal error";
+  if (err instanceof StrataError && !(err instanceof ErrnoError)) return { status: HTTP_STATUS[err.kind], body: { Err: err.message } };
+  // A bare syscall failure (ours, or a runtime fs error such as "ENOSPC: no space left on device,
+  // write"): it names neither the call nor the layer, so say which.
+  const message = (err instanceof ErrnoError ? err.described : err instanceof Error ? err.message : String(err)) || "internal error";
   return { status: 500, body: { Err: during ? `${during}: ${message}` : message } };
 }

@@ -1,6 +1,6 @@
 /** The snapshotter's one error translator: an error's kind becomes a gRPC status code containerd acts on. */
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { type ErrorKind, StrataError } from "../core/errors.ts";
+import { ErrnoError, type ErrorKind, StrataError } from "../core/errors.ts";
 
 /** The gRPC code of each error kind (SNAPSHOTTER.md: what containerd expects). */
 export const GRPC_CODE: Record<ErrorKind, GrpcStatus> = {
@@ -22,7 +22,8 @@ export const GRPC_CODE: Record<ErrorKind, GrpcStatus> = {
  * toGrpcError(new NotFoundError('Snapshot "k" does not exist')); // { code: 5, details: 'Snapshot "k" does not exist' }
  */
 export function toGrpcError(err: unknown, during: string): { code: GrpcStatus; details: string } {
-  if (err instanceof StrataError) return { code: GRPC_CODE[err.kind], details: err.message };
-  const message = (err instanceof Error ? err.message : String(err)) || "internal error";
+  if (err instanceof StrataError && !(err instanceof ErrnoError)) return { code: GRPC_CODE[err.kind], details: err.message };
+  // A bare syscall failure names neither the call nor the snapshot, as a runtime fs error does not.
+  const message = (err instanceof ErrnoError ? err.described : err instanceof Error ? err.message : String(err)) || "internal error";
   return { code: GrpcStatus.UNKNOWN, details: `${during} failed: ${message}` };
 }
