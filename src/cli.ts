@@ -9,7 +9,7 @@ import { registeredDrivers } from "./core/driver.ts";
 import { createLogger } from "./core/log.ts";
 import { versionText } from "./core/version.ts";
 import { runServe } from "./graphdriver/command.ts";
-import type { ListenTcp, ListenUnix } from "./graphdriver/serve/types.ts";
+import type { ListenTcp, ListenUnix } from "./serve/types.ts";
 import { formatStatus, queryStatus } from "./graphdriver/status-client.ts";
 import { runCheck } from "./check/command.ts";
 import { runDoctor } from "./doctor/command.ts";

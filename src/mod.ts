@@ -12,7 +12,7 @@ import { createApp, fixedSource, type DriverSource } from "./graphdriver/app.ts"
 import type { Driver } from "./core/driver.ts";
 import { silentLogger, type Logger } from "./core/log.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "./core/socket.ts";
-import type { ListenUnix, Listener } from "./graphdriver/serve/types.ts";
+import type { ListenUnix, Listener } from "./serve/types.ts";
 
 export { createApp, fixedSource, type DriverSource } from "./graphdriver/app.ts";
 export type { Change, CreateOpts, DiffDriver, Driver, IdMap, ProtoDriver, StatusPairs } from "./core/driver.ts";
@@ -35,7 +35,7 @@ export async function serve(driver: Driver | DriverSource, opts: ServeOptions): 
   const source = "current" in driver ? driver : fixedSource(driver);
   // The one place runtime detection is allowed: a library caller has no entry point of ours.
   // A computed specifier keeps each runtime from loading (and type-checking) the other's adapter.
-  const adapter = "Bun" in globalThis ? "./graphdriver/serve/bun.ts" : "./graphdriver/serve/deno.ts";
+  const adapter = "Bun" in globalThis ? "./serve/bun.ts" : "./serve/deno.ts";
   const listenUnix: ListenUnix = opts.listenUnix ?? (await import(adapter)).listenUnix;
   await prepareSocketPath(opts.socket);
   const listener = await listenUnix(opts.socket, createApp(source, opts.log ?? silentLogger).fetch);

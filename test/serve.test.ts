@@ -40,7 +40,7 @@ describe("serve (library)", () => {
     const socket = path.join(root, "bp.sock");
     const size = 768 * 1024 * 1024;
     let peak = 0;
-    const { listenUnix } = await import("../src/graphdriver/serve/bun.ts");
+    const { listenUnix } = await import("../src/serve/bun.ts");
     const listener = await listenUnix(socket, async (req) => {
       let n = 0;
       for await (const chunk of req.body!) {

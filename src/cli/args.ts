@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../core/log.ts";
 import { type MetricsAddress, parseMetricsAddress } from "../core/metrics-server.ts";
-import { parseListenAddress, type ListenAddress } from "../graphdriver/serve/address.ts";
+import { parseListenAddress, type ListenAddress } from "../serve/address.ts";
 
 /** The internal command install.sh runs (not in --help). */
 export const DAEMON_JSON_COMMAND = "install-merge-daemon-json";

@@ -7,8 +7,8 @@ import { InvalidRequestError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { METRICS_CONTENT_TYPE, type Metrics } from "./metrics.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "./socket.ts";
-import { isLoopback } from "../graphdriver/serve/address.ts";
-import type { ListenTcp, ListenUnix } from "../graphdriver/serve/types.ts";
+import { isLoopback } from "../serve/address.ts";
+import type { ListenTcp, ListenUnix } from "../serve/types.ts";
 
 /** Where metrics are served. */
 export type MetricsAddress = { unix: string } | { tcp: { hostname: string; port: number } };

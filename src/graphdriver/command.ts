@@ -7,8 +7,8 @@ import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/sock
 import type { Sys } from "../sys/types.ts";
 import { createApp } from "./app.ts";
 import { Plugin } from "./plugin.ts";
-import type { ListenAddress } from "./serve/address.ts";
-import type { ListenTcp, ListenUnix, Listener } from "./serve/types.ts";
+import type { ListenAddress } from "../serve/address.ts";
+import type { ListenTcp, ListenUnix, Listener } from "../serve/types.ts";
 
 /** What `strata serve` was asked for, and the runtime's adapters. */
 export interface ServeCommand {

@@ -7,7 +7,7 @@ import { MIN_SIZE, parseSize } from "../core/size-units.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics, processCollector } from "../core/metrics.ts";
 import { type MetricsAddress, serveMetrics } from "../core/metrics-server.ts";
-import type { ListenTcp, ListenUnix } from "../graphdriver/serve/types.ts";
+import type { ListenTcp, ListenUnix } from "../serve/types.ts";
 import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
 import type { OpenDatabase } from "../store/sqlite/types.ts";

@@ -4,7 +4,7 @@
  * and whoever reaches it can mount and delete every layer, so TCP is refused unless HOST is a
  * loopback address.
  */
-import { InvalidRequestError } from "../../core/errors.ts";
+import { InvalidRequestError } from "../core/errors.ts";
 
 /** A parsed listen address. */
 export type ListenAddress = { unix: string } | { tcp: { hostname: string; port: number } };
