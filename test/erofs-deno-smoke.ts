@@ -14,22 +14,12 @@ import { InvalidLayerError } from "../src/core/errors.ts";
 import { writeImageFromDir } from "../src/erofs/from-dir.ts";
 import { writeImageFromTar } from "../src/erofs/from-tar.ts";
 import { createSys } from "../src/sys/deno.ts";
+import { smoke } from "./helpers/smoke-tally.ts";
 import { MNT, MS } from "../src/sys/types.ts";
 
 const sys = createSys();
-let passed = 0;
-let failed = 0;
-
-async function check(name: string, fn: () => unknown): Promise<void> {
-  try {
-    const ok = await fn();
-    if (ok !== true) throw new Error(`got ${Deno.inspect(ok)}`);
-    passed++;
-  } catch (err) {
-    failed++;
-    console.error(`FAIL ${name}: ${err instanceof Error ? err.message : err}`);
-  }
-}
+const tally = smoke();
+const check = tally.checkAsync;
 
 function h(p: Partial<TarHeader> & { name: string }): TarHeader {
   return { type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 1_600_000_000, nsec: 5 }, linkname: "", devmajor: 0, devminor: 0, xattrs: new Map(), ...p };
@@ -95,5 +85,4 @@ try {
 } finally {
   fs.rmSync(root, { recursive: true, force: true });
 }
-console.log(`${passed} passed, ${failed} failed`);
-if (failed) process.exit(1);
+tally.finish();

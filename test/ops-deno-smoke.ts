@@ -10,18 +10,11 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { unixGet } from "../src/doctor/docker.ts";
+import { smoke } from "./helpers/smoke-tally.ts";
 
 const DENO = Deno.execPath();
-let passed = 0;
-let failed = 0;
-
-function check(name: string, ok: boolean, detail = ""): void {
-  if (ok) passed++;
-  else {
-    failed++;
-    console.error(`FAIL ${name}${detail ? `: ${detail}` : ""}`);
-  }
-}
+const tally = smoke();
+const check = tally.ok;
 
 /** POST a JSON body on the plugin socket as dockerd does; the status code. */
 function post(socket: string, p: string, body: unknown): Promise<number> {
@@ -130,10 +123,8 @@ try {
     check("snapshotter: stops with 0", (await snap.child.status).code === 0);
   }
 } catch (err) {
-  failed++;
-  console.error(`FAIL smoke aborted: ${(err as Error).stack}`);
+  tally.fail("smoke aborted", err);
 } finally {
   fs.rmSync(root, { recursive: true, force: true });
 }
-console.log(`${passed} passed, ${failed} failed`);
-Deno.exit(failed === 0 ? 0 : 1);
+tally.finish();

@@ -12,20 +12,10 @@ import { ErrnoError } from "../src/core/errors.ts";
 import { createSys } from "../src/sys/deno.ts";
 import { fsName } from "../src/sys/fs-magic.ts";
 import { MNT } from "../src/sys/types.ts";
+import { smoke } from "./helpers/smoke-tally.ts";
 
-let passed = 0;
-let failed = 0;
-
-function check(name: string, fn: () => unknown): void {
-  try {
-    const ok = fn();
-    if (ok !== true) throw new Error(`got ${Deno.inspect(ok)}`);
-    passed++;
-  } catch (err) {
-    failed++;
-    console.error(`FAIL ${name}: ${err instanceof Error ? err.message : err}`);
-  }
-}
+const tally = smoke();
+const check = tally.check;
 
 const run = (cmd: string, args: string[]) => {
   const r = spawnSync(cmd, args, { encoding: "utf8" });
@@ -106,13 +96,10 @@ try {
     }
   });
 } catch (err) {
-  failed++;
-  console.error(`FAIL setup: ${err instanceof Error ? err.message : err}`);
+  tally.fail("setup", err);
 } finally {
   if (mounted) sys.umount2(mnt, MNT.DETACH);
   fs.rmSync(root, { recursive: true, force: true });
 }
 
-// The closing line scripts/test.sh counts.
-console.log(`${passed} passed, ${failed} failed`);
-if (failed > 0) Deno.exit(1);
+tally.finish();

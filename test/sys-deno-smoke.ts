@@ -11,25 +11,14 @@ import { removeBeneath } from "../src/store/remove-tree.ts";
 import { createSys } from "../src/sys/deno.ts";
 import { fsName } from "../src/sys/fs-magic.ts";
 import { DT, MNT, MS, O, RENAME } from "../src/sys/types.ts";
+import { smoke } from "./helpers/smoke-tally.ts";
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const TMPFS_MAGIC = 0x01021994;
 
-let passed = 0;
-let failed = 0;
-
-/** Record one named check; a thrown error counts as a failure of that check. */
-function check(name: string, fn: () => unknown): void {
-  try {
-    const ok = fn();
-    if (ok !== true) throw new Error(`got ${Deno.inspect(ok)}`);
-    passed++;
-  } catch (err) {
-    failed++;
-    console.error(`FAIL ${name}: ${err instanceof Error ? err.message : err}`);
-  }
-}
+const tally = smoke();
+const check = tally.check;
 
 /** The error `fn` threw, or a marker that it did not throw. */
 function thrown(fn: () => unknown): unknown {
@@ -263,12 +252,10 @@ try {
   mounted = false;
   check("umount2", () => fs.readdirSync(mnt).length === 0);
 } catch (err) {
-  failed++;
-  console.error("FAIL setup:", err);
+  tally.fail("setup", err);
 } finally {
   if (mounted) sys.umount2(mnt, MNT.DETACH);
   fs.rmSync(root, { recursive: true, force: true });
 }
 
-console.log(`${passed} passed, ${failed} failed`);
-if (failed > 0) Deno.exit(1);
+tally.finish();

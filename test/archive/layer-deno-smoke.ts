@@ -16,16 +16,12 @@ import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
 import { InvalidLayerError } from "../../src/core/errors.ts";
 import { createSys } from "../../src/sys/deno.ts";
+import { smoke } from "../helpers/smoke-tally.ts";
 
 const sys = createSys();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "strata-layer-deno-"));
-let failures = 0;
-let passes = 0;
-function check(what: string, ok: boolean, detail = ""): void {
-  console.log(`${ok ? "ok  " : "FAIL"} ${what}${ok || !detail ? "" : `: ${detail}`}`);
-  if (ok) passes++;
-  else failures++;
-}
+const tally = smoke();
+const check = tally.ok;
 
 const h = (x: Partial<TarHeader> & { name: string }): TarHeader => ({
   type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 1_600_000_000, nsec: 123_456_789 },
@@ -97,6 +93,4 @@ try {
 } finally {
   fs.rmSync(root, { recursive: true, force: true });
 }
-// The closing line scripts/test.sh counts.
-console.log(`${passes} passed, ${failures} failed`);
-if (failures) process.exit(1);
+tally.finish();

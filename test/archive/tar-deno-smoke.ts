@@ -2,12 +2,12 @@
  * The tar codec under Deno: writer → reader round trips of the awkward cases, no test framework.
  * Run from the repo root: `node_modules/.bin/deno run -A test/archive/tar-deno-smoke.ts`.
  */
-import process from "node:process";
 import { readTar } from "../../src/archive/tar-reader.ts";
 import type { TarHeader } from "../../src/archive/tar-types.ts";
 import { TarWriter } from "../../src/archive/tar-writer.ts";
 import { InvalidLayerError } from "../../src/core/errors.ts";
 import { entry } from "../helpers/layer-tar.ts";
+import { smoke } from "../helpers/smoke-tally.ts";
 
 
 async function roundTrip(items: Array<[TarHeader, Uint8Array?]>, chunk = 1000): Promise<Array<[TarHeader, Uint8Array]>> {
@@ -80,16 +80,11 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
 }
 
-let passed = 0;
-let failed = 0;
+const tally = smoke();
 for (const [name, run] of cases) {
-  try {
+  await tally.checkAsync(name, async () => {
     await run();
-    passed++;
-  } catch (err) {
-    failed++;
-    console.error(`FAIL ${name}: ${err instanceof Error ? err.message : err}`);
-  }
+    return true;
+  });
 }
-console.log(`${passed} passed, ${failed} failed`);
-if (failed > 0) process.exit(1);
+tally.finish();
