@@ -10,50 +10,12 @@ import * as path from "node:path";
 import process from "node:process";
 import { initErofs } from "../../drivers/erofs/driver.ts";
 import { initOverlay } from "../../drivers/overlay/driver.ts";
-import { TarWriter } from "../../src/archive/tar-writer.ts";
-import type { TarHeader } from "../../src/archive/tar-types.ts";
 import type { Driver, DriverConfig } from "../../src/core/driver.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { createSys } from "../../src/sys/bun.ts";
+import { du, inodes, mixedTree, smallTree, streamOf, tarBytes } from "../helpers/bench-trees.ts";
 
 const sys = createSys();
-const header = (h: Partial<TarHeader> & { name: string }): TarHeader => ({
-  type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 1_600_000_000, nsec: 1 },
-  linkname: "", devmajor: 0, devminor: 0, xattrs: new Map(), ...h,
-});
-
-async function tarBytes(items: Array<[TarHeader, Uint8Array?]>): Promise<Uint8Array> {
-  const w = new TarWriter();
-  const out = new Response(w.stream).arrayBuffer();
-  for (const [h, b] of items) await w.add(h, b);
-  await w.finish();
-  return new Uint8Array(await out);
-}
-
-function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  let at = 0;
-  return new ReadableStream({ pull(c) { if (at >= bytes.byteLength) return c.close(); c.enqueue(bytes.slice(at, at + 25_000)); at += 25_000; } });
-}
-
-const small = (): Array<[TarHeader, Uint8Array?]> => {
-  const body = new TextEncoder().encode("x".repeat(1000));
-  return [...Array.from({ length: 100 }, (_, d) => [header({ name: `d${d}/`, type: "directory", mode: 0o755 })] as [TarHeader]),
-    ...Array.from({ length: 10_000 }, (_, i) => [header({ name: `d${i % 100}/f${i}`, size: 1000 }), body] as [TarHeader, Uint8Array])];
-};
-const mixed = (): Array<[TarHeader, Uint8Array?]> => {
-  const sizes = [120, 800, 2_500, 3_900, 6_000, 14_000, 33_000, 90_000, 400_000, 2_500_000];
-  const data = new Uint8Array(2_500_000).map((_, i) => (i * 31) & 0xff);
-  const out: Array<[TarHeader, Uint8Array?]> = [];
-  for (let d = 0; d < 200; d++) out.push([header({ name: `usr/lib/d${d}/`, type: "directory", mode: 0o755 })]);
-  for (let i = 0; i < 8_000; i++) {
-    const size = sizes[(i * 7) % (i % 50 === 0 ? 10 : 8)];
-    out.push([header({ name: `usr/lib/d${i % 200}/f${i}`, size }), data.subarray(0, size)]);
-  }
-  return out;
-};
-
-const du = (p: string) => Number(spawnSync("du", ["-sB1", p], { encoding: "utf8" }).stdout.split("\t")[0]);
-const inodes = (p: string) => Number(spawnSync("sh", ["-c", `find '${p}' | wc -l`], { encoding: "utf8" }).stdout.trim());
 const ms = async (fn: () => Promise<unknown>) => {
   const t0 = performance.now();
   await fn();
@@ -64,7 +26,7 @@ const base = process.argv[2] ?? os.tmpdir();
 const root = fs.mkdtempSync(path.join(base, "strata-erofs-dbench-"));
 console.log("tree       driver   apply ms  diffsize ms  diff ms  remove ms  layer MB  inodes   (tar MB)");
 try {
-  for (const [name, items] of [["10k small", small()], ["mixed 8k", mixed()]] as const) {
+  for (const [name, items] of [["10k small", smallTree()], ["mixed 8k", mixedTree({ symlinks: false })]] as const) {
     const tar = await tarBytes(items);
     for (const [dname, init] of [["overlay", initOverlay], ["erofs", initErofs]] as const) {
       const home = path.join(root, dname);
