@@ -8,7 +8,7 @@
  * parent had in it.
  */
 import { ChangeKind, type Change } from "../../src/core/driver.ts";
-import { yieldToLoop } from "../../src/archive/_metadata.ts";
+import { yieldToLoop } from "../../src/core/yield.ts";
 import { comparePaths } from "../../src/archive/changes.ts";
 import { type Tree, isGone, withTree } from "../../src/archive/tree.ts";
 import type { Dirent, Stat, Sys } from "../../src/sys/types.ts";

@@ -65,7 +65,3 @@ export function readXattrs(sys: Sys, abs: string): Map<string, Uint8Array> {
   return out;
 }
 
-/** Let other tasks run: long synchronous walks would otherwise stall the plugin's HTTP server. */
-export function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}

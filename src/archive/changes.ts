@@ -7,7 +7,7 @@ import { ChangeKind } from "./change.ts";
 import type { Dirent, Stat, Sys } from "../sys/types.ts";
 import { Tree, isGone, withTree } from "./tree.ts";
 import { isDirMode } from "./_file-type.ts";
-import { yieldToLoop } from "./_metadata.ts";
+import { yieldToLoop } from "../core/yield.ts";
 
 /** The only xattr whose change counts as a modification (moby compares it alone). */
 const CAPABILITY_XATTR = "security.capability";

@@ -9,7 +9,8 @@ import * as fs from "node:fs";
 import { StrataError, hasCode } from "../core/errors.ts";
 import { O, type Stat, type Sys } from "../sys/types.ts";
 import { isDirMode, S_IF } from "./_file-type.ts";
-import { type Metadata, readXattrs, setMetadata, setMetadataFd, yieldToLoop } from "./_metadata.ts";
+import { yieldToLoop } from "../core/yield.ts";
+import { type Metadata, readXattrs, setMetadata, setMetadataFd } from "./_metadata.ts";
 
 /** One copy_file_range call copies at most this much, so a large file does not hold the event loop. */
 const COPY_SLICE = 16 * 1024 * 1024;

@@ -10,7 +10,7 @@ import type { IdMap } from "../core/driver.ts";
 import { DT, type Sys } from "../sys/types.ts";
 import { EntryWriter, isOverlayWhiteout, whiteoutName } from "./_entry-writer.ts";
 import { isDirMode } from "./_file-type.ts";
-import { yieldToLoop } from "./_metadata.ts";
+import { yieldToLoop } from "../core/yield.ts";
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, isOverlayXattr } from "./whiteouts.ts";
 import { comparePaths } from "./changes.ts";
 import { TarWriter } from "./tar-writer.ts";

@@ -8,7 +8,8 @@
 import * as fs from "node:fs/promises";
 import { constants } from "node:fs";
 import { hasCode, StrataError } from "../core/errors.ts";
-import { readXattrs, yieldToLoop } from "../archive/_metadata.ts";
+import { readXattrs } from "../archive/_metadata.ts";
+import { yieldToLoop } from "../core/yield.ts";
 import { isOverlayXattr, OVERLAY_OPAQUE_XATTR } from "../archive/whiteouts.ts";
 import type { Stat, Sys } from "../sys/types.ts";
 import { S_IF } from "./format.ts";

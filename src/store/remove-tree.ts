@@ -8,6 +8,7 @@
  */
 import * as path from "node:path";
 import { StrataError, hasCode } from "../core/errors.ts";
+import { yieldToLoop } from "../core/yield.ts";
 import { DT, O, RENAME, type Sys } from "../sys/types.ts";
 
 /** Directory fds one removal holds at most; deeper subtrees are moved up to the tree's top first. */
@@ -19,8 +20,6 @@ const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 /** The name a too-deep subtree gets at the top of the tree it is removed from. */
 const DEEP_PREFIX = ".strata-deep-";
-
-const yieldToLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /**
  * Remove `rel` below `home` and everything in it: a directory tree, or a file or symlink (as
