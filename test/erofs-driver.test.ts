@@ -163,6 +163,38 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
     expect(mountsBelow(home)).toEqual([]);
   });
 
+  it("keeps the images Mounts handed out mounted across a restart, and releases them with Remove", async () => {
+    await driver.create("base", "", {});
+    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
+    await driver.create("mid", "base", {});
+    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+    await driver.createReadWrite("c", "mid", {});
+    await driver.create("lone", "", {});
+    await driver.applyDiff("lone", "", streamOf(await makeTar([file("lone", "l")])));
+    // The caller (containerd's shim) mounts the overlay itself, outside Home.
+    const [spec] = await driver.mounts("c", false);
+    const target = path.join(root, "shim-rootfs");
+    fs.mkdirSync(target);
+    sys.mount("overlay", target, "overlay", 0, spec.options.join(","));
+    // An image mounted for no read-write layer (as a crash mid-call leaves it) is not kept.
+    const [loneSpec] = await driver.mounts("lone", true);
+    expect(loneSpec.type).toBe("bind");
+    try {
+      expect(imageMounts()).toEqual(["base/image", "lone/image", "mid/image"]);
+      // The process is killed (no Cleanup) and started again on the same Home.
+      driver = await initErofs({ home, options: {}, uidMaps: [], gidMaps: [], sys, log: silentLogger });
+      expect(imageMounts()).toEqual(["base/image", "mid/image"]);
+      fs.writeFileSync(path.join(target, "after-restart"), "w");
+      expect(fs.readFileSync(path.join(target, "mid"), "utf8")).toBe("m");
+      expect(fs.readFileSync(path.join(target, "bin/busybox"), "utf8")).toBe("busybox");
+    } finally {
+      sys.umount2(target, 0);
+    }
+    expect(fs.readFileSync(path.join(home, "c", "diff", "after-restart"), "utf8")).toBe("w");
+    await driver.remove("c");
+    expect(imageMounts()).toEqual([]);
+  });
+
   test.skipIf(!!skip || !isRoot)("mounts images through a loop device where the kernel cannot mount the file", async () => {
     await driver.create("base", "", {});
     await driver.applyDiff("base", "", streamOf(await baseLayerTar()));

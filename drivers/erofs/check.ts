@@ -150,7 +150,8 @@ export async function checkErofsStore(ctx: CheckContext): Promise<Finding[]> {
   const prefixes = Object.values(STAGING);
   out.push(...(await scanTempDir(ctx, { dir: layout.tmpDir, where: ".tmp/", prefixes, unmountInside: true })));
 
-  // Mounts, as start-up takes them over: a container's view whose images are all mounted stays, with those images; every other of ours goes.
+  // Mounts, as start-up takes them over: a container's view whose images are all mounted stays, with
+  // those images, and so do the images under a read-write layer's whole chain; every other of ours goes.
   const keptImages = new Set<string>();
   const imageMounts = [];
   const chainImages = (id: string): string[] => {
@@ -184,10 +185,16 @@ export async function checkErofsStore(ctx: CheckContext): Promise<Finding[]> {
       }
     }
   }
+  // A read-write layer whose whole chain is mounted had it handed out by Mounts (the snapshotter's
+  // caller mounts the overlay itself, outside Home): start-up pins those images again.
+  for (const [id, l] of layers) {
+    const images = chainImages(id);
+    if (l.upper && images.length > 0 && images.every((i) => mountedImages.has(i))) for (const i of images) keptImages.add(i);
+  }
   for (const m of imageMounts) {
     const [id] = rel(m);
     if (keptImages.has(id) && m.fsType === "erofs") continue;
-    out.push(staleMount(sys, m, `layer "${id}"'s image is mounted but no adopted view uses it: strata's next start unmounts it`, () => fs.rmdir(m.mountPoint).catch(() => {})));
+    out.push(staleMount(sys, m, `layer "${id}"'s image is mounted but no adopted view or read-write layer's chain uses it: strata's next start unmounts it`, () => fs.rmdir(m.mountPoint).catch(() => {})));
   }
   return out;
 }

@@ -119,7 +119,8 @@ class ErofsDriver implements Driver {
   /**
    * Take over what a previous process left. A container's view (an overlay on `<id>/merged` of a
    * read-write layer) stays mounted with one reference, since the daemon will not Get it again,
-   * and so do the images it stands on; every other mount under Home goes. Then temp files go and
+   * and so do the images it stands on; so do the images of a read-write layer Mounts handed out
+   * (pinned again); every other mount under Home goes. Then temp files go and
    * the parent index is rebuilt.
    */
   async recover(): Promise<void> {
@@ -153,12 +154,26 @@ class ErofsDriver implements Driver {
       keep.add(m.mountPoint);
       this.#views.set(id, { refs: 1, dir: m.mountPoint, mounted: true, images });
     }
+    // What Mounts handed another process (the snapshotter's active snapshots and views): that
+    // process mounted the overlay itself, outside Home, on the images pinned here. A read-write
+    // layer whose whole chain is still mounted keeps it pinned, as Mounts left it, until Commit or
+    // Remove: unmounting it would detach it under a running container.
+    for (const id of await this.layerIds()) {
+      if (this.#views.has(id) || this.#pinned.has(id) || !(await this.#isRw(id).catch(() => false))) continue;
+      const plan = await this.#plan(id).catch(() => null);
+      const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
+      if (images.length === 0 || images.some((i) => !mountedImages.has(i))) continue;
+      for (const image of images) this.#images.adopt(image);
+      for (const image of images) keep.add(this.#layout.of(image, IMAGE_DIR));
+      this.#pinned.set(id, images);
+    }
     const stale = found.filter((m) => !keep.has(m.mountPoint)).sort((a, b) => b.mountPoint.length - a.mountPoint.length);
     for (const m of stale) {
       unmount(this.sys, m.mountPoint);
       await fs.rmdir(m.mountPoint).catch(() => {});
     }
     if (this.#views.size) this.#log.info("adopted layer mounts", { count: this.#views.size });
+    if (this.#pinned.size) this.#log.info("adopted images handed out by Mounts", { layers: this.#pinned.size });
     if (stale.length) this.#log.info("unmounted stale mounts", { count: stale.length });
     for (const name of await fs.readdir(this.#layout.tmpDir)) {
       // A symlink goes as a link; what cannot go (a mount inside) is reported and left for a later start.

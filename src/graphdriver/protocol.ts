@@ -91,7 +91,9 @@ export function parseRequest<S extends v.GenericSchema>(method: string, schema: 
 export async function readJsonBody(method: string, req: Request): Promise<unknown> {
   const declared = Number(req.headers.get("content-length") ?? "NaN");
   if (declared > MAX_JSON_BODY) throw new InvalidRequestError(`Invalid ${method} request: body larger than ${MAX_JSON_BODY} bytes`);
-  const text = await _readCapped(method, req);
+  // A declared length within the cap (what the daemon sends) is read whole in one step; a chunked
+  // body is read chunk by chunk so the cap stops it early.
+  const text = Number.isFinite(declared) ? await req.text() : await _readCapped(method, req);
   if (text.trim() === "") throw new InvalidRequestError(`Invalid ${method} request: empty body`);
   try {
     return JSON.parse(text);
