@@ -39,7 +39,8 @@ import {
 } from "./layout.ts";
 import { dropApplyLeftovers, sealAsImage } from "./seal.ts";
 import { applyImage } from "./image-apply.ts";
-import { pageSize } from "../overlay/host.ts";
+import { nativeDiffProblem, pageSize } from "../overlay/host.ts";
+import { upperSize } from "../overlay/upper-changes.ts";
 import { ensureShortLink, fitsFsconfig, removeShortLinks } from "./short-links.ts";
 import { flatSpec, type Part, planView, type ViewPlan } from "./views.ts";
 import { applyRootAttrs, rootAttrs, streamFile } from "./_files.ts";
@@ -77,11 +78,14 @@ class ErofsDriver implements Driver {
   /** Layers whose mounts stand on their parent's view (chains too deep for one mount(2)) → that parent. */
   #stacked = new Map<string, string>();
   #naive: DiffDriver;
+  /** Whether a container layer's upper dir alone holds its changes (overlay's native diff: no redirect_dir, no metacopy). */
+  #upperOnly: boolean;
   #fsName: string;
   #pageSize: number;
 
-  constructor(config: DriverConfig, images: ImageMounts, fsName: string, pageSize: number) {
+  constructor(config: DriverConfig, images: ImageMounts, fsName: string, pageSize: number, upperOnly: boolean) {
     this.#pageSize = pageSize;
+    this.#upperOnly = upperOnly;
     this.sys = config.sys;
     this.uidMaps = config.uidMaps;
     this.gidMaps = config.gidMaps;
@@ -422,6 +426,14 @@ class ErofsDriver implements Driver {
       const text = await fs.readFile(this.#layout.of(id, SIZE_FILE), "utf8").catch(() => null);
       if (text !== null && /^\d+$/.test(text.trim())) return Number(text.trim());
     }
+    // A container layer against its own parent: what its upper dir adds, as overlay's native diff
+    // sums it (moby's overlay2 too), instead of comparing the two whole trees.
+    await this.#mustExist(id, "size");
+    if (this.#upperOnly && (parent === "" || parent === this.#parents.parentOf(id)) && (await this.#isRw(id))) {
+      const diff = this.#layout.of(id, DIFF_DIR);
+      await assertOwnDir(diff);
+      return await upperSize(this.sys, diff);
+    }
     return await this.#naive.diffSize(id, parent);
   }
 
@@ -689,7 +701,8 @@ export async function initErofs(config: DriverConfig): Promise<Driver> {
   } finally {
     await removeBeneath(config.sys, path.dirname(probe), path.basename(probe));
   }
-  const driver = new ErofsDriver(config, new ImageMounts(config.sys, config.log, mode), backingFs(config.sys, config.home), await pageSize());
+  const upperOnly = (await nativeDiffProblem()) === null;
+  const driver = new ErofsDriver(config, new ImageMounts(config.sys, config.log, mode), backingFs(config.sys, config.home), await pageSize(), upperOnly);
   await driver.recover();
   return driver;
 }
