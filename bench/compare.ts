@@ -114,6 +114,7 @@ async function makeImages(work: string): Promise<Images> {
         fs.mkdirSync(path.join(d, "data1", `d${i % Math.ceil(third / 100)}`), { recursive: true });
         fs.writeFileSync(path.join(d, "data1", `d${i % Math.ceil(third / 100)}`, `.wh.f${i}`), "");
       }
+      fs.mkdirSync(path.join(d, "data1", "d1"), { recursive: true });
       fs.writeFileSync(path.join(d, "data1", "d1", ".wh..wh..opq"), "");
     }),
     await layer("s3", (d) => smallFiles(d, "data3", FILES - 2 * third, 3)),

@@ -117,6 +117,9 @@ export interface Libc {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Scratch buffers of the synchronous calls that decode their result before returning. */
+const direntBuf = new Uint8Array(DIRENT_BUF_SIZE);
+const statxBuf = new Uint8Array(STATX_BUF_SIZE);
 
 /** `makedev(3)` with glibc's 64-bit encoding, so majors and minors above 255 survive. */
 export function makedev(major: number, minor: number): bigint {
@@ -319,7 +322,7 @@ export function libcSys(
       return decodeStatfs(buf);
     },
     lstat(path) {
-      const buf = new Uint8Array(STATX_BUF_SIZE);
+      const buf = statxBuf;
       check(libc.statx(AT_FDCWD, cstr(path, "lstat"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf), errno, "lstat", path);
       return decodeStatx(buf);
     },
@@ -411,13 +414,14 @@ export function libcSys(
       return check(libc.open(cstr(path, "open"), flags | O_RDONLY_CLOEXEC | O_NOFOLLOW, 0), errno, "open", path);
     },
     statAt(dirfd, name) {
-      const buf = new Uint8Array(STATX_BUF_SIZE);
+      const buf = statxBuf;
       check(libc.statx(dirfd, cstr(name, "lstat"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf), errno, "lstat", name);
       return decodeStatx(buf);
     },
     readdirFd(fd) {
       const out: Dirent[] = [];
-      const buf = new Uint8Array(DIRENT_BUF_SIZE);
+      // One buffer for every call: the call is synchronous and decodes before it returns.
+      const buf = direntBuf;
       for (;;) {
         const n = check(libc.getdents64(fd, buf, buf.byteLength), errno, "getdents64");
         if (n === 0) return out;
