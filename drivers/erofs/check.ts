@@ -43,6 +43,8 @@ interface _Layer {
   sound: boolean;
   /** An upper dir: no image, and the rw or pending marker. */
   upper: boolean;
+  /** A read-write (container) layer: no image, and the rw marker. */
+  rw: boolean;
 }
 
 /** A tar is made of 512-byte blocks. */
@@ -100,7 +102,8 @@ export async function checkErofsStore(ctx: CheckContext): Promise<Finding[]> {
     }
     const image = entryKind(layout.of(name, IMAGE_FILE));
     const marked = entryKind(layout.of(name, RW_FILE)) === "file" || entryKind(layout.of(name, PENDING_FILE)) === "file";
-    layers.set(name, { parent: readFileSync(path.join(p, PARENT_FILE), "utf8").trim(), image, sound: false, upper: image === "missing" && marked });
+    const rw = image === "missing" && entryKind(layout.of(name, RW_FILE)) === "file";
+    layers.set(name, { parent: readFileSync(path.join(p, PARENT_FILE), "utf8").trim(), image, sound: false, upper: image === "missing" && marked, rw });
   }
 
   for (const [id, l] of layers) {
@@ -189,7 +192,7 @@ export async function checkErofsStore(ctx: CheckContext): Promise<Finding[]> {
   // caller mounts the overlay itself, outside Home): start-up pins those images again.
   for (const [id, l] of layers) {
     const images = chainImages(id);
-    if (l.upper && images.length > 0 && images.every((i) => mountedImages.has(i))) for (const i of images) keptImages.add(i);
+    if (l.rw && images.length > 0 && images.every((i) => mountedImages.has(i))) for (const i of images) keptImages.add(i);
   }
   for (const m of imageMounts) {
     const [id] = rel(m);

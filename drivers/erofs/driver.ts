@@ -159,11 +159,12 @@ class ErofsDriver implements Driver {
       this.#views.set(id, { refs: 1, dir: m.mountPoint, mounted: true, images });
     }
     // What Mounts handed another process (the snapshotter's active snapshots and views): that
-    // process mounted the overlay itself, outside Home, on the images pinned here. A read-write
+    // process mounted the overlay itself, outside Home, on the images pinned here. A container
     // layer whose whole chain is still mounted keeps it pinned, as Mounts left it, until Commit or
     // Remove: unmounting it would detach it under a running container.
     for (const id of await this.layerIds()) {
-      if (this.#views.has(id) || this.#pinned.has(id) || !(await this.#isRw(id).catch(() => false))) continue;
+      // Only container layers (the rw marker): an image layer still waiting for its ApplyDiff is not one.
+      if (this.#views.has(id) || this.#pinned.has(id) || (await this.#hasImage(id)) || !(await this.#ownFile(this.#layout.of(id, RW_FILE)))) continue;
       const plan = await this.#plan(id).catch(() => null);
       const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
       if (images.length === 0 || images.some((i) => !mountedImages.has(i))) continue;
