@@ -164,7 +164,9 @@ class ErofsDriver implements Driver {
     // Remove: unmounting it would detach it under a running container.
     for (const id of await this.layerIds()) {
       // Only container layers (the rw marker): an image layer still waiting for its ApplyDiff is not one.
-      if (this.#views.has(id) || this.#pinned.has(id) || (await this.#hasImage(id)) || !(await this.#ownFile(this.#layout.of(id, RW_FILE)))) continue;
+      // A marker that is not ours (a symlink) makes it none: the calls on the layer report that.
+      const container = async () => !(await this.#hasImage(id)) && (await this.#ownFile(this.#layout.of(id, RW_FILE)));
+      if (this.#views.has(id) || this.#pinned.has(id) || !(await container().catch(() => false))) continue;
       const plan = await this.#plan(id).catch(() => null);
       const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
       if (images.length === 0 || images.some((i) => !mountedImages.has(i))) continue;
