@@ -45,6 +45,13 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
   const it = (name: string, fn: () => Promise<void>) => test.skipIf(!!skip)(name, fn, 60_000);
+  /** Two image layers: "base" (the suite's base tar) and "mid" on it (one file, "mid"). */
+  const baseAndMid = async () => {
+    await driver.create("base", "", {});
+    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
+    await driver.create("mid", "base", {});
+    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+  };
   /** erofs mounts under Home, by mount point. */
   const imageMounts = () => mountsBelow(home).filter((m) => m.fsType === "erofs").map((m) => path.relative(home, m.mountPoint)).sort();
 
@@ -76,10 +83,7 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
   });
 
   it("mounts each image once for every layer above it, and unmounts it with the last Put", async () => {
-    await driver.create("base", "", {});
-    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
-    await driver.create("mid", "base", {});
-    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+    await baseAndMid();
     await driver.createReadWrite("c1", "mid", {});
     await driver.createReadWrite("c2", "mid", {});
     expect(imageMounts()).toEqual([]);
@@ -140,10 +144,7 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
   });
 
   it("hands out a deep chain's mounts standing on the parent's view, released with the layer", async () => {
-    await driver.create("base", "", {});
-    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
-    await driver.create("mid", "base", {});
-    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+    await baseAndMid();
     await driver.createReadWrite("c", "mid", {});
     // As if the caller's mount(2) could not take the flat options.
     const [spec] = await driver.mounts("c", false, () => false);
@@ -164,10 +165,7 @@ describe(`erofs driver${skip ? ` (skipped: ${skip})` : ""}`, () => {
   });
 
   it("keeps the images Mounts handed out mounted across a restart, and releases them with Remove", async () => {
-    await driver.create("base", "", {});
-    await driver.applyDiff("base", "", streamOf(await baseLayerTar()));
-    await driver.create("mid", "base", {});
-    await driver.applyDiff("mid", "base", streamOf(await makeTar([file("mid", "m")])));
+    await baseAndMid();
     await driver.createReadWrite("c", "mid", {});
     await driver.create("lone", "", {});
     await driver.applyDiff("lone", "", streamOf(await makeTar([file("lone", "l")])));

@@ -129,7 +129,8 @@ class ErofsDriver implements Driver {
    */
   async recover(): Promise<void> {
     this.#parents.clear();
-    for (const id of await this.layerIds()) {
+    const ids = await this.layerIds();
+    for (const id of ids) {
       this.#parents.set(id, (await fs.readFile(this.#layout.of(id, PARENT_FILE), "utf8")).trim());
       // An apply or commit cut short: the image is what counts. Without one the kept tar goes;
       // with one, what the layer was before (markers, upper dir) goes.
@@ -162,7 +163,7 @@ class ErofsDriver implements Driver {
     // process mounted the overlay itself, outside Home, on the images pinned here. A container
     // layer whose whole chain is still mounted keeps it pinned, as Mounts left it, until Commit or
     // Remove: unmounting it would detach it under a running container.
-    for (const id of await this.layerIds()) {
+    for (const id of ids) {
       // Only container layers (the rw marker): an image layer still waiting for its ApplyDiff is not one.
       // A marker that is not ours (a symlink) makes it none: the calls on the layer report that.
       const container = async () => !(await this.#hasImage(id)) && (await this.#ownFile(this.#layout.of(id, RW_FILE)));

@@ -13,7 +13,8 @@ import { initOverlay } from "../../drivers/overlay/driver.ts";
 import type { Driver, DriverConfig } from "../../src/core/driver.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { createSys } from "../../src/sys/bun.ts";
-import { du, inodes, mixedTree, smallTree, streamOf, tarBytes } from "../helpers/bench-trees.ts";
+import { du, inodes, mixedTree, smallTree, tarBytes } from "../helpers/bench-trees.ts";
+import { streamOf } from "../helpers/layer-tar.ts";
 
 const sys = createSys();
 const ms = async (fn: () => Promise<unknown>) => {

@@ -51,18 +51,6 @@ export async function tarBytes(entries: BenchEntries): Promise<Uint8Array> {
   return new Uint8Array(await new Response(tarOf(entries)).arrayBuffer());
 }
 
-/** `bytes` as the daemon uploads them, in {@link UPLOAD_CHUNK} chunks. */
-export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  let at = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (at >= bytes.byteLength) return c.close();
-      c.enqueue(bytes.slice(at, at + UPLOAD_CHUNK));
-      at += UPLOAD_CHUNK;
-    },
-  });
-}
-
 /** 100 directories holding `files` files of 1,000 bytes. */
 export function smallTree(files = 10_000): BenchEntries {
   return async function* () {
