@@ -29,6 +29,10 @@ const sys = createSys();
 const noOverlay = overlayUnavailable(sys);
 const LINK_ID = "AAAAAAAAAAAAAAAAAAAAAAAAAA";
 
+/** The entries the drivers keep inside one layer directory (overlay, erofs), or beside it. */
+const LAYER_DIRS = ["diff/sub", "work/work", "merged/m", "image/i"];
+const LAYER_FILES = ["link", "lower", "committed", "parent", "rw", "pending", "layer.erofs", "layer.tar", "size", ".tmp"];
+
 interface Case {
   name: string;
   skip: string | null;
@@ -47,7 +51,7 @@ const CASES: Case[] = [
     internal: ["tmp", "meta", "dir"],
     lookalikes: { "tmp/ready-ghost": "", "tmp/done-ghost-1-1": "", "meta/ghost": "file", "dir/ghost": "" },
     // A record that is not a file is ignored: the layer only loses its parent.
-    layerEntries: [["dir/ID", "dir", true], ["meta/ID", "file", false]],
+    layerEntries: [["dir/ID", "dir", true], ["meta/ID", "file", false], ["dir/base", "dir", false]],
   },
   {
     name: "overlay",
@@ -56,6 +60,8 @@ const CASES: Case[] = [
     lookalikes: { [`.l/${LINK_ID}`]: "", ".tmp/new-ghost-1-1": "", ".quota/ghost.img": "ghost.img", ghost: "", "base/.tmp": "" },
     layerEntries: [
       ["ID/diff", "dir", true], ["ID/work", "dir", true], ["ID/merged", "dir", true], ["ID/link", "file", true], ["ID/lower", "file", true], ["ID", "dir", true],
+      // The parent of the container layer, an image layer.
+      ["base", "dir", false],
     ],
   },
   {
@@ -65,7 +71,7 @@ const CASES: Case[] = [
     lookalikes: { ".tmp/new-ghost-1-1": "", ghost: "", "base/image": "", [`.l/${shortName("base", "image")}`]: "" },
     layerEntries: [
       ["ID/diff", "dir", true], ["ID/work", "dir", true], ["ID/merged", "dir", true], ["ID/parent", "file", true], ["ID/rw", "file", true], ["ID", "dir", true],
-      ["base/layer.erofs", "file", true],
+      ["base/layer.erofs", "file", true], ["base", "dir", false],
       // A mount point is made afresh at each mount: a planted link there is removed, never followed.
       ["base/image", "dir", false],
     ],
@@ -75,7 +81,7 @@ const CASES: Case[] = [
     skip: btrfsUnavailable,
     internal: ["tmp", "meta", "subvolumes"],
     lookalikes: { "tmp/new-ghost-1-1": "", "tmp/rm-ghost-1-1": "", "meta/ghost": "file", "subvolumes/ghost": "" },
-    layerEntries: [["subvolumes/ID", "dir", true], ["meta/ID", "file", false]],
+    layerEntries: [["subvolumes/ID", "dir", true], ["meta/ID", "file", false], ["subvolumes/base", "dir", false]],
   },
 ];
 
@@ -101,6 +107,9 @@ for (const c of CASES) {
       // Looks like a layer and holds what strata would delete or write: nothing of it may change.
       for (const d of ["diff/etc", "work", "merged", "sub/deep"]) fs.mkdirSync(path.join(sentinel, d), { recursive: true });
       for (const f of ["file", "link", "lower", "committed", "ghost.img", "diff/etc/os", "sub/deep/f"]) fs.writeFileSync(path.join(sentinel, f), f === "link" ? LINK_ID : "keep");
+      // A layer directory replaced by a link to sentinel/diff finds there every name a driver keeps in a layer.
+      for (const d of LAYER_DIRS) fs.mkdirSync(path.join(sentinel, "diff", d), { recursive: true });
+      for (const f of LAYER_FILES) fs.writeFileSync(path.join(sentinel, "diff", f), f === "link" ? LINK_ID : "keep");
       await init();
       await driver!.create("base", "", {});
       await driver!.applyDiff("base", "", streamOf(await makeTar([file("etc/os", "base\n"), file("etc/keep", "k")])));

@@ -53,7 +53,7 @@ describe("Init refuses a Home", () => {
       prepare?.(root);
       const before = snapshot(root, sys, { dirMtimes: true });
       const cwdBefore = fs.readdirSync(process.cwd()).sort();
-      for (const driver of ["vfs", "overlay", "auto"]) {
+      for (const driver of ["vfs", "overlay", "erofs", "btrfs", "auto"]) {
         const err = await initDriver(driver, config(home(root))).catch((e) => e);
         expect(err).toBeInstanceOf(InvalidRequestError);
         expect(err.message).toBe(message(root).replace("{of}", driver === "auto" ? "" : ` of the ${driver} driver`));

@@ -440,6 +440,23 @@ describe("snapshotter (overlay): size limits", () => {
   });
 });
 
+describe("snapshotter --root", () => {
+  test("--root is checked as a Home is, before anything is created", async () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), "strata-snap-"));
+    try {
+      const open = (root: string) => openSnapshotter({ driver: "vfs", root, socket: path.join(parent, "s"), log: silentLogger, sys, openDatabase });
+      await expect(open("/")).rejects.toThrow('Cannot use "/" as --root: it is a system directory');
+      await expect(open("relative")).rejects.toThrow('Cannot use "relative" as --root: it is not absolute');
+      await expect(open(`${parent}/a/../../escape`)).rejects.toThrow(`Cannot use "${parent}/a/../../escape" as --root: it has a ".." component`);
+      await expect(open("/proc/self/root")).rejects.toThrow('Cannot use "/proc/self/root" as --root: it is inside "/proc", a kernel filesystem');
+      expect(fs.readdirSync(parent)).toEqual([]);
+      expect(fs.existsSync(path.join(path.dirname(parent), "escape"))).toBe(false);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("Cleanup against calls in flight (the service, its driver's layer listing held open)", () => {
   let root: string;
   beforeEach(() => {

@@ -10,6 +10,7 @@ import { type MetricsAddress, serveMetrics } from "../core/metrics-server.ts";
 import type { ListenTcp, ListenUnix } from "../serve/types.ts";
 import { untilStopped } from "../core/signals.ts";
 import { prepareSocketPath, releaseSocketPath, secureSocket } from "../core/socket.ts";
+import { checkHomePath } from "../store/home.ts";
 import type { OpenDatabase } from "../store/sqlite/types.ts";
 import type { Sys } from "../sys/types.ts";
 import { Metadata } from "./metadata.ts";
@@ -37,6 +38,8 @@ const SIZED_DRIVERS = ["overlay", "btrfs"];
 
 /** Open the driver and the records under `root`: `<root>/<driver>/` and `<root>/<driver>.db`. */
 export async function openSnapshotter(cmd: SnapshotterCommand): Promise<SnapshotService> {
+  // The same path rules as a Home, before anything is created: each driver's store is a Home below it.
+  checkHomePath(cmd.root, "--root");
   await fs.mkdir(cmd.root, { recursive: true, mode: 0o700 });
   const size = cmd.size ?? "";
   if (size !== "") {

@@ -49,9 +49,9 @@ export interface HomeState {
   existing: string;
 }
 
-function _refuse(home: string, why: string): InvalidRequestError {
+function _refuse(home: string, why: string, as = "Home"): InvalidRequestError {
   const shown = home.length > 200 ? `${home.slice(0, 200)}…` : home;
-  return new InvalidRequestError(`Cannot use ${JSON.stringify(shown)} as Home: ${why}`);
+  return new InvalidRequestError(`Cannot use ${JSON.stringify(shown)} as ${as}: ${why}`);
 }
 
 /** Why `p` (absolute, normalised) is a place no store may be, or null. */
@@ -63,21 +63,23 @@ function _systemProblem(p: string): string | null {
 
 /**
  * Check Home as a string, touching nothing: absolute, no NUL, no ".." component, normalised, at
- * most HOME_MAX bytes, not a system directory. Throws InvalidRequestError naming the path.
+ * most HOME_MAX bytes, not a system directory. Throws InvalidRequestError naming the path and
+ * what it was given as (`as`: "Home", or the snapshotter's "--root").
  * @example
  * checkHomePath("/var/lib/docker/strata"); // ok
  * checkHomePath("strata");                 // throws: Cannot use "strata" as Home: it is not absolute
  */
-export function checkHomePath(home: string): void {
-  if (typeof home !== "string" || home === "") throw _refuse(String(home ?? ""), "it is empty");
-  if (home.includes("\0")) throw _refuse(home, "it contains a NUL byte");
-  if (!home.startsWith("/")) throw _refuse(home, "it is not absolute");
-  if (home.split("/").includes("..")) throw _refuse(home, 'it has a ".." component');
-  if (new TextEncoder().encode(home).byteLength > HOME_MAX) throw _refuse(home, `it is longer than ${HOME_MAX} bytes`);
+export function checkHomePath(home: string, as = "Home"): void {
+  const refuse = (why: string) => _refuse(home, why, as);
+  if (typeof home !== "string" || home === "") throw _refuse(String(home ?? ""), "it is empty", as);
+  if (home.includes("\0")) throw refuse("it contains a NUL byte");
+  if (!home.startsWith("/")) throw refuse("it is not absolute");
+  if (home.split("/").includes("..")) throw refuse('it has a ".." component');
+  if (new TextEncoder().encode(home).byteLength > HOME_MAX) throw refuse(`it is longer than ${HOME_MAX} bytes`);
   const normal = path.posix.normalize(home).replace(/(.)\/+$/, "$1");
-  if (normal !== home) throw _refuse(home, `it is not normalised (${JSON.stringify(normal)})`);
+  if (normal !== home) throw refuse(`it is not normalised (${JSON.stringify(normal)})`);
   const problem = _systemProblem(home);
-  if (problem !== null) throw _refuse(home, problem);
+  if (problem !== null) throw refuse(problem);
 }
 
 async function _lstat(p: string) {

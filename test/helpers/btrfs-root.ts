@@ -147,6 +147,8 @@ export function removeBtrfsTree(root: string): void {
     }
   };
   walk(root);
+  // The root itself may be a subvolume (a layer's own subvolume): it goes last.
+  if (sys.lstat(root).ino === 256n) subvols.push(root);
   for (const p of subvols) {
     try {
       sys.btrfsSetReadonly(p, false);
@@ -156,5 +158,5 @@ export function removeBtrfsTree(root: string): void {
   }
   // walk() lists children before their parents: destroy in that order.
   for (const p of subvols) sys.btrfsSubvolDestroy(path.dirname(p), path.basename(p));
-  fs.rmSync(root, { recursive: true, force: true });
+  if (fs.existsSync(root)) fs.rmSync(root, { recursive: true, force: true });
 }
