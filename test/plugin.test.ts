@@ -55,6 +55,33 @@ describe("Plugin", () => {
     expect(inits.at(-1)).toEqual({ home: path.join(root, "home"), options: { k: "v" } });
   });
 
+  test("a saved Init that cannot be read is refused on every call with the reason, until a new Init", async () => {
+    const file = path.join(root, "state", STATE_FILE);
+    const first = newPlugin();
+    await first.init(initReq(["strata.driver=test-memory"]));
+    for (const [text, why] of [
+      ['{"Home": "/x", "Op', "it is not JSON: "],
+      ['{"Home": 5, "Opts": []}', "it is not a saved Init: Home must be a string"],
+      ["", "it is not JSON: "],
+    ] as const) {
+      fs.writeFileSync(file, text);
+      const plugin = newPlugin();
+      await expect(plugin.restore()).rejects.toThrow(why);
+      let message = "";
+      try {
+        plugin.current();
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toStartWith(`Plugin is not initialised: the Init saved in ${JSON.stringify(file)} by an earlier start could not be restored (${why}`);
+      expect(message).toEndWith("restart the daemon so it sends Init again, or fix the cause and restart the plugin");
+      // The daemon's next Init (after its own restart) serves again and saves a sound state.
+      await plugin.init(initReq(["strata.driver=test-memory"]));
+      expect(plugin.current().name).toBe("memory");
+      expect(await newPlugin().restore()).toBe(true);
+    }
+  });
+
   test("does not re-init for a repeated identical Init", async () => {
     const plugin = newPlugin();
     await plugin.init(initReq());

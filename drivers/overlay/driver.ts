@@ -93,6 +93,14 @@ class OverlayDriver implements Driver {
     await this.#store.recoverImages(new Set(kept.map((m) => this.#imageMountId(realHome, m)!)));
     await this.#store.recover();
     this.#parents = await indexParents(this.#store, this.#log);
+    // A crash between a child's rename and its parent's marker left the parent unmarked: a parent
+    // is sealed whatever the order the disk kept.
+    for (const parent of this.#parents.parents()) {
+      if (!(await this.#store.committed(parent)) && (await this.#store.exists(parent))) {
+        await this.#store.markCommitted(parent);
+        this.#log.info("marked a parent committed", { id: parent });
+      }
+    }
   }
 
   /** The layer whose own filesystem (a size-limited layer's image) `m` is, or null for any other mount. */

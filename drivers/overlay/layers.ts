@@ -194,6 +194,7 @@ export class LayerStore {
         // the layer's own directory. The layer exists once that mount shows its link file. After a
         // crash the next start deletes an image still in `.tmp/` and mounts one already in `.quota/`
         // (it is complete by then).
+        faultPoint(FAULT.createStagingMounted);
         this.#quota.unmount(staging);
         stagingMounted = false;
         // The unmount wrote the filesystem out to the image file; the image's own data is synced here.
@@ -228,7 +229,10 @@ export class LayerStore {
       if (link) await fs.unlink(link).catch(() => {});
       throw err;
     }
-    if (parent) await this.markCommitted(parent);
+    if (parent) {
+      faultPoint(FAULT.createBeforeMarkParent);
+      await this.markCommitted(parent);
+    }
   }
 
   /**

@@ -241,6 +241,8 @@ class VfsDriver {
         await this.#staging.discard(holder, id, "apply");
         throw err;
       }
+      // Published but not swapped in: `recover` deletes `ready`, as the layer is still in place.
+      faultPoint(FAULT.applyReady);
       const old = this.#tmp("rm", id);
       await fs.rename(this.#dir(id), old);
       // The one moment the layer is missing under its name: `recover` puts `ready` in its place.

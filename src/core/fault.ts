@@ -8,8 +8,18 @@ import process from "node:process";
 
 /** The points the drivers pass through, by the moment they mark. */
 export const FAULT = {
+  /** Init: the driver started on the new Home, the Init not yet saved in the state dir. */
+  initBeforeSave: "init-before-save",
   /** Create/CreateReadWrite: the new layer is complete in its temp dir, not yet renamed into place. */
   createBeforeRename: "create-before-rename",
+  /** overlay Create/CreateReadWrite: the layer is in place, its parent not yet marked committed (sealed). */
+  createBeforeMarkParent: "create-before-mark-parent",
+  /** overlay Create of a size-limited layer: its filesystem is built and still mounted on its temp dir. */
+  createStagingMounted: "create-staging-mounted",
+  /** vfs ApplyDiff: the new tree is complete and published beside the layer, the layer still the old one. */
+  applyReady: "apply-ready",
+  /** Start-up recovery (vfs, overlay, erofs): a few entries of a leftover in the temp dir deleted, the rest not. */
+  recoverMidRemove: "recover-mid-remove",
   /** ApplyDiff: the first entries of the tar are written, the rest are not. */
   applyMidExtract: "apply-mid-extract",
   /** ApplyDiff: the extraction finished; the swap that makes it the layer's content has not. */

@@ -30,6 +30,13 @@ export class ParentIndex {
     return this.#parents.get(id) ?? "";
   }
 
+  /** Every layer that has a child, each once. */
+  parents(): Set<string> {
+    const out = new Set<string>();
+    for (const parent of this.#parents.values()) if (parent !== "") out.add(parent);
+    return out;
+  }
+
   /** The layers created on `id`, sorted. */
   childrenOf(id: string): string[] {
     const out: string[] = [];

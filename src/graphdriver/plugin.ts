@@ -5,11 +5,13 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import * as v from "valibot";
 import type { DriverSource } from "./app.ts";
 import { initDriver, type Driver } from "../core/driver.ts";
-import { InvalidRequestError, NotInitializedError, hasCode } from "../core/errors.ts";
+import { InvalidRequestError, NotInitializedError, StrataError, hasCode } from "../core/errors.ts";
+import { FAULT, faultPoint } from "../core/fault.ts";
 import type { Logger } from "../core/log.ts";
-import type { InitRequest } from "./protocol.ts";
+import { InitRequest } from "./protocol.ts";
 import { syncParent } from "../store/durable.ts";
 import type { Sys } from "../sys/types.ts";
 
@@ -44,29 +46,61 @@ export function parseInitOptions(opts: string[]): { driver?: string; options: Re
   return { driver, options };
 }
 
+/**
+ * The saved Init, checked as the request was: an object with a string Home and lists of options and
+ * id maps (a file cut short or edited by hand is refused here, with what is wrong).
+ */
+export function parseSavedInit(text: string): InitRequest {
+  let saved: unknown;
+  try {
+    saved = JSON.parse(text);
+  } catch (err) {
+    throw new StrataError(`it is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = v.safeParse(InitRequest, saved);
+  if (!parsed.success) throw new StrataError(`it is not a saved Init: ${parsed.issues[0].message}`);
+  return parsed.output;
+}
+
 /** The DriverSource of the strata binary: Init-driven, persisted, restored at start. */
 export class Plugin implements DriverSource {
   #opts: PluginOptions;
   #driver?: Driver;
   #initKey?: string;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Why the saved Init could not be brought back at start; cleared by the next Init. */
+  #restoreProblem: string | null = null;
 
   constructor(opts: PluginOptions) {
     this.#opts = opts;
   }
 
-  /** Bring back the driver of the last Init, if there was one. Returns whether it did. */
+  /**
+   * Bring back the driver of the last Init, if there was one. Returns whether it did. When the
+   * saved Init cannot be read or its driver cannot start, this throws, and until a new Init every
+   * call is refused with that reason (not "not initialised": the daemon did send Init and will not
+   * send it again before its own restart).
+   */
   async restore(): Promise<boolean> {
-    let saved: InitRequest;
+    const file = path.join(this.#opts.stateDir, STATE_FILE);
     try {
-      saved = JSON.parse(await fs.readFile(path.join(this.#opts.stateDir, STATE_FILE), "utf8"));
+      let text: string;
+      try {
+        text = await fs.readFile(file, "utf8");
+      } catch (err) {
+        if (hasCode(err, "ENOENT")) return false;
+        throw err;
+      }
+      const saved = parseSavedInit(text);
+      await this.#serialised(() => this.#start(saved, false));
+      this.#opts.log.info("restored state", { home: saved.Home, driver: this.#driver?.name });
+      return true;
     } catch (err) {
-      if (hasCode(err, "ENOENT")) return false;
+      const why = err instanceof Error ? err.message : String(err);
+      this.#restoreProblem = `the Init saved in ${JSON.stringify(file)} by an earlier start could not be restored (${why}); ` +
+        "restart the daemon so it sends Init again, or fix the cause and restart the plugin";
       throw err;
     }
-    await this.#serialised(() => this.#start(saved, false));
-    this.#opts.log.info("restored state", { home: saved.Home, driver: this.#driver?.name });
-    return true;
   }
 
   /** Handle Init: start the driver (again only if the arguments changed) and persist them. */
@@ -76,8 +110,9 @@ export class Plugin implements DriverSource {
 
   /** The serving driver. */
   current(): Driver {
-    if (!this.#driver) throw new NotInitializedError("Plugin is not initialised: the daemon has not sent Init yet");
-    return this.#driver;
+    if (this.#driver) return this.#driver;
+    if (this.#restoreProblem !== null) throw new NotInitializedError(`Plugin is not initialised: ${this.#restoreProblem}`);
+    throw new NotInitializedError("Plugin is not initialised: the daemon has not sent Init yet");
   }
 
   async #start(req: InitRequest, persist: boolean): Promise<void> {
@@ -92,9 +127,15 @@ export class Plugin implements DriverSource {
       sys: this.#opts.sys,
       log: this.#opts.log,
     });
-    if (persist) await this.#save(req);
+    // A crash from here to the saved state's rename leaves the previous state (or none) in place:
+    // the next start serves the Home that was serving before this Init.
+    if (persist) {
+      faultPoint(FAULT.initBeforeSave);
+      await this.#save(req);
+    }
     this.#driver = driver;
     this.#initKey = key;
+    this.#restoreProblem = null;
   }
 
   async #save(req: InitRequest): Promise<void> {

@@ -8,6 +8,7 @@
  */
 import * as path from "node:path";
 import { StrataError, hasCode } from "../core/errors.ts";
+import { type FaultName, faultPoint } from "../core/fault.ts";
 import { yieldToLoop } from "../core/yield.ts";
 import { DT, O, RENAME, type Sys } from "../sys/types.ts";
 
@@ -24,11 +25,12 @@ const DEEP_PREFIX = ".strata-deep-";
 /**
  * Remove `rel` below `home` and everything in it: a directory tree, or a file or symlink (as
  * itself). Missing is fine. Throws StrataError when the tree holds a mount point or `rel` lies
- * through a symlink; what was removed by then stays removed.
+ * through a symlink; what was removed by then stays removed. `fault`: a crash point passed once a
+ * few entries are gone (the recovery tests' "cut short in the middle of a removal").
  * @example
  * await removeBeneath(sys, "/var/lib/strata/overlay", ".tmp/rm-abc-12-3");
  */
-export async function removeBeneath(sys: Sys, home: string, rel: string): Promise<void> {
+export async function removeBeneath(sys: Sys, home: string, rel: string, fault?: FaultName): Promise<void> {
   const name = path.basename(rel);
   const parentRel = path.dirname(rel);
   if (name === "" || name === "." || name === ".." || path.isAbsolute(rel)) {
@@ -39,7 +41,7 @@ export async function removeBeneath(sys: Sys, home: string, rel: string): Promis
   try {
     if (parentRel !== ".") parentFd = openOrMissing(sys, homeFd, parentRel, home);
     if (parentFd === -1) return;
-    await removeEntry(sys, parentFd, name);
+    await removeEntry(sys, parentFd, name, fault);
   } catch (err) {
     throw explain(err, path.join(home, rel));
   } finally {
@@ -67,7 +69,7 @@ function explain(err: unknown, where: string): unknown {
 }
 
 /** Remove the entry `name` of the directory open as `dirfd`. */
-async function removeEntry(sys: Sys, dirfd: number, name: string): Promise<void> {
+async function removeEntry(sys: Sys, dirfd: number, name: string, fault?: FaultName): Promise<void> {
   let st;
   try {
     st = sys.statAt(dirfd, name);
@@ -79,7 +81,7 @@ async function removeEntry(sys: Sys, dirfd: number, name: string): Promise<void>
     unlinkQuiet(sys, dirfd, name, false);
     return;
   }
-  const counter = { ops: 0, deep: 0 };
+  const counter: Counter = { ops: 0, deep: 0, fault };
   // A pass may move subtrees deeper than MAX_OPEN_DEPTH up to the top; go again (on a fresh fd,
   // whose listing starts over) until none is left.
   for (let again = true; again;) {
@@ -93,14 +95,25 @@ async function removeEntry(sys: Sys, dirfd: number, name: string): Promise<void>
   unlinkQuiet(sys, dirfd, name, true);
 }
 
+/** Entries visited so far, subtrees moved up, and the crash point armed for this removal. */
+interface Counter {
+  ops: number;
+  deep: number;
+  fault?: FaultName;
+}
+
+/** How many entries a removal with a fault point deletes before it passes the point. */
+const FAULT_MID_REMOVE_ENTRIES = 3;
+
 /**
  * Empty the directory open as `fd` (depth `depth` below `top`); true when subtrees were moved to
  * `top` and another pass is needed.
  */
-async function emptyDir(sys: Sys, top: number, fd: number, depth: number, counter: { ops: number; deep: number }): Promise<boolean> {
+async function emptyDir(sys: Sys, top: number, fd: number, depth: number, counter: Counter): Promise<boolean> {
   let again = false;
   for (const e of sys.readdirFd(fd)) {
     if (++counter.ops % YIELD_EVERY === 0) await yieldToLoop();
+    if (counter.fault !== undefined && counter.ops === FAULT_MID_REMOVE_ENTRIES + 1) faultPoint(counter.fault);
     // d_type is a hint: a file turned directory meanwhile fails unlinkat with EISDIR and is walked.
     if (e.type !== DT.DIR && e.type !== DT.UNKNOWN) {
       try {

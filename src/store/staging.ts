@@ -6,6 +6,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { hasCode } from "../core/errors.ts";
+import { FAULT, type FaultName } from "../core/fault.ts";
 import type { Logger } from "../core/log.ts";
 import type { Sys } from "../sys/types.ts";
 import { entryPath, tempName } from "./names.ts";
@@ -48,12 +49,13 @@ export class Staging {
    * Delete the entry `p` of a temp dir and all below it, through directory fds resolved beneath
    * that temp dir (`removeBeneath`): a symlink goes as a link, a mount inside is refused.
    */
-  async remove(p: string): Promise<void> {
-    await removeBeneath(this.#sys, path.dirname(p), path.basename(p));
+  async remove(p: string, fault?: FaultName): Promise<void> {
+    await removeBeneath(this.#sys, path.dirname(p), path.basename(p), fault);
   }
 
   /** `remove`, for a tree moved aside or a build that failed: what cannot go now is logged and left for the next start. */
   async discard(p: string, id: string, what = "remove"): Promise<void> {
-    await this.remove(p).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
+    // Start-up recovery's own removals are where a crash during recovery is tried.
+    await this.remove(p, what === "recovery" ? FAULT.recoverMidRemove : undefined).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
   }
 }

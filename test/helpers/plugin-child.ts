@@ -22,10 +22,19 @@ export interface PluginChildOptions {
   logFile: string;
   /** Added to the environment; a key set to undefined is removed from it. */
   env?: Record<string, string | undefined>;
+  /** The command before `serve` (default: Bun on the source); relative paths are from the repository. */
+  command?: readonly string[];
 }
 
+/** The ways to run the plugin a test may choose, by name. */
+export const PLUGIN_COMMANDS = {
+  bun: [BUN, "src/main.bun.ts"],
+  binary: [path.join(REPO, "dist/strata")],
+  deno: [path.join(REPO, "node_modules/.bin/deno"), "run", "-A", "src/main.deno.ts"],
+} as const;
+
 /**
- * The plugin run from source (`bun src/main.bun.ts serve …`), ready once it answers Activate.
+ * The plugin run from source (`bun src/main.bun.ts serve …`, or `command`), ready once it answers Activate.
  * @example
  * const p = await PluginChild.start({ driver: "vfs", socket, stateDir, logFile });
  * await p.call("GraphDriver.Init", { Home: home });
@@ -48,10 +57,11 @@ export class PluginChild {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...process.env, ...opts.env })) if (v !== undefined) env[k] = v;
     const log = fs.openSync(opts.logFile, "a");
-    const argv = ["src/main.bun.ts", "serve", "--driver", opts.driver, "--socket", opts.socket, "--state-dir", opts.stateDir, "--log-level", "debug"];
+    const [program, ...args] = opts.command ?? PLUGIN_COMMANDS.bun;
+    const argv = [...args, "serve", "--driver", opts.driver, "--socket", opts.socket, "--state-dir", opts.stateDir, "--log-level", "debug"];
     let child: ChildProcess;
     try {
-      child = spawn(BUN, argv, { cwd: REPO, env, stdio: ["ignore", log, log] });
+      child = spawn(program!, argv, { cwd: REPO, env, stdio: ["ignore", log, log] });
     } finally {
       fs.closeSync(log);
     }
