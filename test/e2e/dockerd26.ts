@@ -6,59 +6,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { check, describeResult, run } from "./command.ts";
 import { ContainerdEnv, PROXY_SNAPSHOTTER, type ContainerdStopReport, type StrataSnapshotterCommand } from "./containerd.ts";
 import { Dockerd, type DaemonExit } from "./dockerd.ts";
-import { listProcesses } from "./host.ts";
+import { TRIXIE_ROOT, inTrixie, killNamespace, makeTrixieNamespace } from "./trixie-ns.ts";
 
-/** The chroot `scripts/trixie-chroot.sh` makes (same default, same override). */
-export const TRIXIE_ROOT = process.env.STRATA_TRIXIE_ROOT || "/var/cache/strata/trixie";
+export { TRIXIE_ROOT, inTrixie, processesInNamespace } from "./trixie-ns.ts";
 
 // Written by scripts/trixie-chroot.sh once the tree is complete.
 const TRIXIE_MARKER = ".strata-trixie-complete";
-
-// Under the instance dir: a private mount holding the bind-mounted namespace file (a namespace file
-// under a shared mount would propagate into the namespace itself, which the kernel refuses).
-const NS_DIR = "ns";
-const NS_FILE = "mnt";
-// Where the host's root goes during pivot_root, under the chroot's /run tmpfs, unmounted right after.
-const OLD_ROOT = "old-root";
-
-// Run on the host with $1 = chroot, $2 = instance dir. The instance dir becomes a shared mount of
-// itself first: the host's mounts are private here, and without a peer group the overlay stacks
-// strata mounts under it later would not reach the namespace. Inside, tmpfs over the chroot's /tmp and
-// /run keeps runc state, shim sockets and the instance dir's mount point off the cached tree, and the
-// chroot becomes the namespace's root by pivot_root, not chroot(2): setns(2) (nsenter, and runc for
-// `docker exec`) puts a process at the namespace's root mount, which under a mere chroot is the host's
-// "/" (an exec'd process then ran on the host's filesystem). pivot_root needs the new root to be a
-// mount point, hence the bind of the chroot onto itself.
-const NAMESPACE_SCRIPT = `
-set -e
-chroot=$1 inst=$2
-mount --bind "$inst" "$inst"
-mount --make-shared "$inst"
-mkdir "$inst/${NS_DIR}"
-mount --bind "$inst/${NS_DIR}" "$inst/${NS_DIR}"
-mount --make-private "$inst/${NS_DIR}"
-touch "$inst/${NS_DIR}/${NS_FILE}"
-exec unshare --mount="$inst/${NS_DIR}/${NS_FILE}" --propagation slave sh -c '
-  set -e
-  chroot=$1 inst=$2
-  mount --bind "$chroot" "$chroot"
-  mount -t tmpfs -o mode=1777 tmpfs "$chroot/tmp"
-  mount -t tmpfs -o mode=755 tmpfs "$chroot/run"
-  mount -t proc proc "$chroot/proc"
-  mount --rbind /sys "$chroot/sys"
-  mount --rbind /dev "$chroot/dev"
-  mkdir -p "$chroot$inst" "$chroot/run/${OLD_ROOT}"
-  mount --rbind "$inst" "$chroot$inst"
-  cd "$chroot"
-  pivot_root . "run/${OLD_ROOT}"
-  cd /
-  umount --lazy "/run/${OLD_ROOT}"
-  rmdir "/run/${OLD_ROOT}"
-' sh "$chroot" "$inst"
-`;
 
 /** What {@link Dockerd26Env.stop} found and did. */
 export interface Dockerd26StopReport {
@@ -122,9 +77,7 @@ export class Dockerd26Env {
 
   /** Make the mount namespace, then start strata, containerd (which reaches strata) and dockerd. */
   async start(): Promise<void> {
-    const res = await run(["sh", "-c", NAMESPACE_SCRIPT, "sh", this.chroot, this.root], { timeoutMs: 30_000 });
-    check(res.code === 0, `Cannot make the mount namespace for the chroot ${this.chroot}`, describeResult(res));
-    this.#namespaceInode = fs.statSync(path.join(this.root, NS_DIR, NS_FILE)).ino;
+    this.#namespaceInode = await makeTrixieNamespace(this.root, this.chroot);
     await this.containerd.start();
     await this.dockerd.start();
   }
@@ -153,16 +106,7 @@ export class Dockerd26Env {
     const report: Dockerd26StopReport = { namespaceLeftovers: [] };
     report.dockerdExit = await this.dockerd.stop(60_000);
     report.containerd = await this.containerd.stop();
-    if (this.#namespaceInode !== undefined) {
-      for (const p of processesInNamespace(this.#namespaceInode)) {
-        report.namespaceLeftovers.push(`${p.pid} ${p.cmdline} (${_pidsCgroup(p.pid)})`);
-        try {
-          process.kill(p.pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }
-    }
+    if (this.#namespaceInode !== undefined) report.namespaceLeftovers = killNamespace(this.#namespaceInode);
     return report;
   }
 
@@ -170,23 +114,6 @@ export class Dockerd26Env {
   get namespaceInode(): number | undefined {
     return this.#namespaceInode;
   }
-}
-
-/** `argv` (paths inside the chroot) run in the mount namespace kept under the instance dir `root`, whose root is the chroot. */
-export function inTrixie(root: string, argv: string[]): string[] {
-  return ["nsenter", `--mount=${path.join(root, NS_DIR, NS_FILE)}`, ...argv];
-}
-
-/** The processes whose mount namespace is the one with inode `inode`. */
-export function processesInNamespace(inode: number): { pid: number; cmdline: string }[] {
-  const want = `mnt:[${inode}]`;
-  return listProcesses().filter((p) => {
-    try {
-      return fs.readlinkSync(`/proc/${p.pid}/ns/mnt`) === want;
-    } catch {
-      return false;
-    }
-  });
 }
 
 /**
@@ -210,13 +137,3 @@ export function dockerd26MissingReason(chroot = TRIXIE_ROOT): string | undefined
   return undefined;
 }
 
-// The process's cgroup (the pids controller's line on v1, the only line on v2): names the container
-// a leftover belonged to.
-function _pidsCgroup(pid: number): string {
-  try {
-    const lines = fs.readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
-    return lines.find((l) => /:pids:/.test(l)) ?? lines.find((l) => l.startsWith("0::")) ?? lines[0] ?? "";
-  } catch {
-    return "gone";
-  }
-}

@@ -4,9 +4,11 @@
  * leaves nothing behind.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { E2EFailure } from "./command.ts";
 import { Dockerd, type DaemonExit } from "./dockerd.ts";
+import { inTrixie, killNamespace, makeTrixieNamespace, namespaceMounts } from "./trixie-ns.ts";
 import {
   E2E_PREFIX,
   makeTempRoot,
@@ -46,6 +48,11 @@ export type StorageChoice = { builtin: string } | { plugin: PluginCommand } | { 
 export interface DaemonChoice {
   /** More dockerd flags (e.g. `--userns-remap=default`). */
   extraArgs?: string[];
+  /**
+   * Run dockerd (and the containerd it starts, and the docker CLI) from this chroot, in a private
+   * mount namespace that sees the temp root at the same path (dockerd26.ts: Debian 13's dockerd 26.1).
+   */
+  chroot?: string;
 }
 
 /** What {@link E2EEnv.teardown} found and did. */
@@ -80,10 +87,19 @@ export class E2EEnv {
   readonly pluginSocket: string | undefined;
   #specWritten = false;
   #tornDown = false;
+  #chroot: string | undefined;
+  /** The chroot's mount namespace, once made. */
+  #namespaceInode: number | undefined;
 
   private constructor(storage: StorageChoice, daemon: DaemonChoice) {
     this.root = makeTempRoot();
-    const extraArgs = daemon.extraArgs;
+    this.#chroot = daemon.chroot;
+    const root = this.root;
+    const wrap = daemon.chroot === undefined ? undefined : (argv: string[]) => inTrixie(root, argv);
+    // As the snapshotter's dockerd 26 runs: cgroupfs, under a parent named after the temp root.
+    const chrootArgs = ["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", `/${path.basename(root)}`, "--ip6tables=false"];
+    const extraArgs = [...(daemon.chroot === undefined ? [] : chrootArgs), ...(daemon.extraArgs ?? [])];
+    if (daemon.chroot !== undefined && !("plugin" in storage)) throw new E2EFailure("A chroot daemon is wired for a v1 plugin only");
     if ("builtin" in storage) {
       this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin, extraArgs });
       return;
@@ -117,7 +133,7 @@ export class E2EEnv {
       cwd: REPO_ROOT,
       readyTimeoutMs: p.readyTimeoutMs,
     });
-    this.dockerd = new Dockerd({ root: this.root, storageDriver: this.pluginName, extraArgs });
+    this.dockerd = new Dockerd({ root: this.root, storageDriver: this.pluginName, extraArgs, wrap });
   }
 
   /** Reap what crashed earlier runs left, make a temp root (and a unique plugin name); nothing runs yet. */
@@ -145,9 +161,11 @@ export class E2EEnv {
   /** Start the plugin (if any), publish its spec file, start dockerd. A managed plugin is installed first. */
   async start(): Promise<void> {
     if (this.managed) await this.managed.install();
+    if (this.#chroot !== undefined) this.#namespaceInode = await makeTrixieNamespace(this.root, this.#chroot);
     if (this.plugin) {
       await this.plugin.start();
-      writePluginSpec(this.pluginName!, this.pluginSocket!);
+      // The chroot's /etc is what dockerd reads there: the spec goes into the cached tree until teardown.
+      writePluginSpec(this.pluginName!, this.pluginSocket!, this.#chroot ?? "");
       this.#specWritten = true;
     }
     await this.dockerd.start();
@@ -184,20 +202,29 @@ export class E2EEnv {
     try {
       report.dockerdExit = await this.dockerd.stop(45_000);
       if (this.plugin) report.pluginExit = await this.plugin.stop(10_000);
+      if (this.#namespaceInode !== undefined) report.killed.push(...killNamespace(this.#namespaceInode));
       const removed = await removeTempRoot(this.root);
-      report.killed = removed.killed;
+      report.killed.push(...removed.killed);
       report.unmounted = removed.unmounted;
     } finally {
-      if (this.#specWritten) removePluginSpec(this.pluginName!);
+      if (this.#specWritten) removePluginSpec(this.pluginName!, this.#chroot ?? "");
       this.managed?.removeRuntimeDir();
     }
     return report;
   }
 
-  /** Copy dockerd's and the plugin's logs to `/tmp/<root>-logs`, where a reader finds them after teardown; returns that dir. */
+  /**
+   * Copy dockerd's and the plugin's logs to `/tmp/<root>-logs`, where a reader finds them after
+   * teardown (TMPDIR where /tmp is read-only, as in the test VM); returns that dir.
+   */
   keepLogs(): string {
-    const keep = `/tmp/${path.basename(this.root)}-logs`;
-    fs.mkdirSync(keep, { recursive: true });
+    let keep = `/tmp/${path.basename(this.root)}-logs`;
+    try {
+      fs.mkdirSync(keep, { recursive: true });
+    } catch {
+      keep = path.join(os.tmpdir(), `${path.basename(this.root)}-logs`);
+      fs.mkdirSync(keep, { recursive: true });
+    }
     for (const f of ["dockerd.log", "plugin.log"]) {
       const src = path.join(this.root, f);
       if (fs.existsSync(src)) fs.copyFileSync(src, path.join(keep, f));
@@ -205,8 +232,9 @@ export class E2EEnv {
     return keep;
   }
 
-  /** Mount points under the temp root right now. */
+  /** Mount points under the temp root right now (not a chroot namespace's own, which teardown removes). */
   mounts(): string[] {
-    return mountsUnder(this.root);
+    const own = this.#namespaceInode === undefined ? [] : namespaceMounts(this.root);
+    return mountsUnder(this.root).filter((m) => !own.includes(m));
   }
 }

@@ -180,17 +180,20 @@ function _alive(pid: number): boolean {
   }
 }
 
-/** Make `name` discoverable by dockerd as a v1 plugin listening on `socket`; returns the spec file. */
-export function writePluginSpec(name: string, socket: string): string {
-  fs.mkdirSync(PLUGIN_SPEC_DIR, { recursive: true });
-  const file = path.join(PLUGIN_SPEC_DIR, `${name}.spec`);
+/**
+ * Make `name` discoverable by dockerd as a v1 plugin listening on `socket`; returns the spec file.
+ * `under`: the root dockerd sees as `/` (a chroot), "" for the host's.
+ */
+export function writePluginSpec(name: string, socket: string, under = ""): string {
+  fs.mkdirSync(under + PLUGIN_SPEC_DIR, { recursive: true });
+  const file = path.join(under + PLUGIN_SPEC_DIR, `${name}.spec`);
   fs.writeFileSync(file, `unix://${path.resolve(socket)}\n`);
   return file;
 }
 
-/** Remove `name`'s spec file, if any. */
-export function removePluginSpec(name: string): void {
-  fs.rmSync(path.join(PLUGIN_SPEC_DIR, `${name}.spec`), { force: true });
+/** Remove `name`'s spec file (under `under`, as {@link writePluginSpec}), if any. */
+export function removePluginSpec(name: string, under = ""): void {
+  fs.rmSync(path.join(under + PLUGIN_SPEC_DIR, `${name}.spec`), { force: true });
 }
 
 /**
