@@ -88,6 +88,8 @@ export class E2EEnv {
   #specWritten = false;
   #tornDown = false;
   #chroot: string | undefined;
+  /** A chroot daemon's /run/docker/plugins as the host sees it ("" for the host's own). */
+  #pluginExecRoot = "";
   /** The chroot's mount namespace, once made. */
   #namespaceInode: number | undefined;
 
@@ -99,19 +101,25 @@ export class E2EEnv {
     // As the snapshotter's dockerd 26 runs: cgroupfs, under a parent named after the temp root.
     const chrootArgs = ["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", `/${path.basename(root)}`, "--ip6tables=false"];
     const extraArgs = [...(daemon.chroot === undefined ? [] : chrootArgs), ...(daemon.extraArgs ?? [])];
-    if (daemon.chroot !== undefined && !("plugin" in storage)) throw new E2EFailure("A chroot daemon is wired for a v1 plugin only");
+    if (daemon.chroot !== undefined && "builtin" in storage) throw new E2EFailure("A chroot daemon is wired for strata only");
     if ("builtin" in storage) {
       this.dockerd = new Dockerd({ root: this.root, storageDriver: storage.builtin, extraArgs });
       return;
     }
     if ("managed" in storage) {
       // Plugin names are per daemon (kept under its data-root), so the plain NAME:TAG cannot collide.
-      this.managed = new ManagedPlugin(storage.managed, this.root);
+      // From a chroot the plugin's socket is in the namespace's /run: bound to a directory of the temp root.
+      this.#pluginExecRoot = daemon.chroot === undefined ? "" : path.join(this.root, "plugin-exec");
+      const spec = daemon.chroot === undefined ? storage.managed : { ...storage.managed, dir: path.join(this.root, "plugin-src") };
+      this.managed = new ManagedPlugin(spec, this.root, { wrap, extraArgs, execRoot: this.#pluginExecRoot || undefined });
+      // The docker CLI runs in the chroot too and reads the plugin directory there: a copy in the temp root.
+      if (spec.dir !== storage.managed.dir) fs.cpSync(storage.managed.dir, spec.dir, { recursive: true });
       this.dockerd = new Dockerd({
         root: this.root,
         storageDriver: storage.managed.name,
         storageOpts: [`strata.driver=${storage.managed.driver}`],
         extraArgs,
+        wrap,
       });
       return;
     }
@@ -160,8 +168,8 @@ export class E2EEnv {
 
   /** Start the plugin (if any), publish its spec file, start dockerd. A managed plugin is installed first. */
   async start(): Promise<void> {
+    if (this.#chroot !== undefined) this.#namespaceInode = await makeTrixieNamespace(this.root, this.#chroot, this.#pluginExecRoot);
     if (this.managed) await this.managed.install();
-    if (this.#chroot !== undefined) this.#namespaceInode = await makeTrixieNamespace(this.root, this.#chroot);
     if (this.plugin) {
       await this.plugin.start();
       // The chroot's /etc is what dockerd reads there: the spec goes into the cached tree until teardown.

@@ -47,14 +47,26 @@ export interface PluginCrash {
  * await plugin.crash();                 // SIGKILL; dockerd restarts it
  * ```
  */
+/** How the plugin's daemon runs when not on the host as it is (dockerd 26 from a chroot). */
+export interface ManagedPluginDaemon {
+  /** Wraps every dockerd and docker command (into the chroot's mount namespace). */
+  wrap?: (argv: string[]) => string[];
+  /** More dockerd flags, for the bootstrap daemon too. */
+  extraArgs?: string[];
+  /** Where the host sees the daemon's /run/docker/plugins (default: that path itself). */
+  execRoot?: string;
+}
+
 export class ManagedPlugin {
   readonly spec: ManagedPluginSpec;
   readonly root: string;
   #id: string | undefined;
+  #daemon: ManagedPluginDaemon;
 
-  constructor(spec: ManagedPluginSpec, root: string) {
+  constructor(spec: ManagedPluginSpec, root: string, daemon: ManagedPluginDaemon = {}) {
     this.spec = spec;
     this.root = path.resolve(root);
+    this.#daemon = daemon;
   }
 
   /** The plugin id dockerd gave it (known after {@link install}). */
@@ -75,7 +87,7 @@ export class ManagedPlugin {
 
   /** The plugin's socket as dockerd dials it. */
   get socket(): string {
-    return path.join(PLUGIN_EXEC_ROOT, this.id, "strata.sock");
+    return path.join(this.#daemon.execRoot ?? PLUGIN_EXEC_ROOT, this.id, "strata.sock");
   }
 
   /**
@@ -83,7 +95,9 @@ export class ManagedPlugin {
    * Throws with the daemon's log when a step fails.
    */
   async install(): Promise<void> {
-    const daemon = new Dockerd({ root: this.root, storageDriver: this.spec.bootstrapDriver ?? "vfs" });
+    const daemon = new Dockerd({
+      root: this.root, storageDriver: this.spec.bootstrapDriver ?? "vfs", wrap: this.#daemon.wrap, extraArgs: this.#daemon.extraArgs,
+    });
     const logs = () => daemon.logTail();
     await daemon.start();
     try {
@@ -153,6 +167,6 @@ export class ManagedPlugin {
 
   /** Remove what a killed daemon leaves of the plugin outside the temp root (its runtime directory). */
   removeRuntimeDir(): void {
-    if (this.#id) fs.rmSync(path.join(PLUGIN_EXEC_ROOT, this.#id), { recursive: true, force: true });
+    if (this.#id) fs.rmSync(path.join(this.#daemon.execRoot ?? PLUGIN_EXEC_ROOT, this.#id), { recursive: true, force: true });
   }
 }

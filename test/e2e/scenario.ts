@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   check,
+  describeResult,
   E2EEnv,
   makeBusyboxImageTar,
   mentions,
@@ -239,8 +240,15 @@ export function runScenario(opts: ScenarioOptions): void {
         // As PID 1 the shell ignores SIGTERM unless it traps it: without the trap the daemon waits 10 s on shutdown.
         "echo before >> /runs; trap 'exit 0' TERM; sleep 600 & wait"), logs);
       // The first run has written its line before the restart (a slow machine may not have started the shell yet).
-      const runs = async () => (await docker("exec", "c-restart", "cat", "/runs")).stdout;
-      await waitFor(async () => (await runs()) === "before\n", { timeoutMs: 30_000, message: "c-restart did not write /runs", context: logs });
+      let lastExec = "";
+      const runs = async () => {
+        const res = await docker("exec", "c-restart", "cat", "/runs");
+        lastExec = describeResult(res);
+        return res.stdout;
+      };
+      await waitFor(async () => (await runs()) === "before\n", {
+        timeoutMs: 60_000, message: "c-restart did not write /runs", context: () => `${lastExec}\n\n${logs()}`,
+      });
       const exit = await env.dockerd.restart();
       check(!exit.killed && exit.code === 0, `dockerd did not stop cleanly on SIGTERM: ${JSON.stringify(exit)}`, "", logs);
       const images = succeeded(await docker("images", "--format", "{{.Repository}}:{{.Tag}}"), logs).trim().split("\n").sort();
@@ -250,7 +258,7 @@ export function runScenario(opts: ScenarioOptions): void {
       mentions(await docker("diff", "c-diff"), ["A /newfile", "D /bin/cat"], logs);
       // The daemon stopped the container on shutdown and starts it again on the same layer.
       await waitFor(async () => (await docker("inspect", "--format", "{{.State.Running}}", "c-restart")).stdout.trim() === "true" && (await runs()) === "before\nbefore\n", {
-        timeoutMs: 30_000, message: "c-restart (--restart always) did not run again after the dockerd restart", context: logs,
+        timeoutMs: 60_000, message: "c-restart (--restart always) did not run again after the dockerd restart", context: () => `${lastExec}\n\n${logs()}`,
       });
       printed(await docker("exec", "c-restart", "sh", "-c", "cat /runs; echo after > /after; cat /after"), "before\nbefore\nafter", logs);
       succeeded(await docker("rm", "-f", "c-restart"), logs);

@@ -19,8 +19,10 @@ const NS_FILE = "mnt";
 // Where the host's root goes during pivot_root, under the chroot's /run tmpfs, unmounted right after.
 const OLD_ROOT = "old-root";
 
-// Run on the host with $1 = chroot, $2 = instance dir. The instance dir becomes a shared mount of
-// itself first: the host's mounts are private here, and without a peer group the overlay stacks
+// Run on the host with $1 = chroot, $2 = instance dir, $3 = a directory of the instance dir to bind on
+// the namespace's /run/docker/plugins (managed plugins' sockets, then reachable from the host), or "".
+// The instance dir becomes a shared mount of itself first: the host's mounts are private here, and
+// without a peer group the overlay stacks
 // strata mounts under it later would not reach the namespace. Inside, tmpfs over the chroot's /tmp and
 // /run keeps runc state, shim sockets and the instance dir's mount point off the cached tree, and the
 // chroot becomes the namespace's root by pivot_root, not chroot(2): setns(2) (nsenter, and runc for
@@ -29,7 +31,7 @@ const OLD_ROOT = "old-root";
 // mount point, hence the bind of the chroot onto itself.
 const NAMESPACE_SCRIPT = `
 set -e
-chroot=$1 inst=$2
+chroot=$1 inst=$2 plugins=$3
 mount --bind "$inst" "$inst"
 mount --make-shared "$inst"
 mkdir "$inst/${NS_DIR}"
@@ -38,7 +40,7 @@ mount --make-private "$inst/${NS_DIR}"
 touch "$inst/${NS_DIR}/${NS_FILE}"
 exec unshare --mount="$inst/${NS_DIR}/${NS_FILE}" --propagation slave sh -c '
   set -e
-  chroot=$1 inst=$2
+  chroot=$1 inst=$2 plugins=$3
   mount --bind "$chroot" "$chroot"
   mount -t tmpfs -o mode=1777 tmpfs "$chroot/tmp"
   mount -t tmpfs -o mode=755 tmpfs "$chroot/run"
@@ -52,15 +54,18 @@ exec unshare --mount="$inst/${NS_DIR}/${NS_FILE}" --propagation slave sh -c '
   cd /
   umount --lazy "/run/${OLD_ROOT}"
   rmdir "/run/${OLD_ROOT}"
-' sh "$chroot" "$inst"
+  if [ -n "$plugins" ]; then mkdir -p /run/docker/plugins; mount --bind "$plugins" /run/docker/plugins; fi
+' sh "$chroot" "$inst" "$plugins"
 `;
 
 /**
  * Make the private mount namespace for instance dir `root` whose root is `chroot` (NAMESPACE_SCRIPT);
- * returns its inode, for {@link killNamespace}.
+ * returns its inode, for {@link killNamespace}. `pluginExecRoot` (under `root`): what the namespace's
+ * /run/docker/plugins is, so the host reaches a managed plugin's socket there.
  */
-export async function makeTrixieNamespace(root: string, chroot = TRIXIE_ROOT): Promise<number> {
-  const res = await run(["sh", "-c", NAMESPACE_SCRIPT, "sh", chroot, root], { timeoutMs: 30_000 });
+export async function makeTrixieNamespace(root: string, chroot = TRIXIE_ROOT, pluginExecRoot = ""): Promise<number> {
+  if (pluginExecRoot !== "") fs.mkdirSync(pluginExecRoot, { recursive: true, mode: 0o700 });
+  const res = await run(["sh", "-c", NAMESPACE_SCRIPT, "sh", chroot, root, pluginExecRoot], { timeoutMs: 30_000 });
   check(res.code === 0, `Cannot make the mount namespace for the chroot ${chroot}`, describeResult(res));
   return fs.statSync(path.join(root, NS_DIR, NS_FILE)).ino;
 }

@@ -24,6 +24,8 @@ export type Release = keyof typeof RELEASES;
 /** The line init prints after the job, with its exit status. */
 const EXIT_MARK = "STRATA-VM-EXIT ";
 const BUSYBOX = "/bin/busybox";
+/** Where the job's namespace puts the init's own root during pivot_root, unmounted right after. */
+const OLD_ROOT = "vm-old-root";
 
 /** Why this host cannot run the machine, or undefined when it can. */
 export function vmUnavailable(): string | undefined {
@@ -71,9 +73,22 @@ export function makeDisk(file: string, size: string): void {
 /** Where the guest mounts its scratch disk (TMPDIR of the job). */
 export const SCRATCH = "/run/scratch";
 
-// The guest's init (busybox sh): modules, the 9p root with the guest's own /proc /sys /dev /run,
-// the disk on SCRATCH, then the job chrooted into the host's tree. `poweroff -f` ends qemu (-no-reboot).
+// The guest's first init, on the initramfs: it moves everything onto a tmpfs and switch_roots there,
+// because the initramfs (rootfs) can never be left by pivot_root, which the job's root needs (below).
 const INIT = `#!/bin/busybox sh
+/bin/busybox mkdir -p /newroot
+/bin/busybox mount -t tmpfs -o mode=0755 stage2 /newroot
+/bin/busybox cp -a /bin /modules /vm /init2 /newroot/
+/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev
+exec /bin/busybox switch_root /newroot /init2
+`;
+
+// The guest's init proper (busybox sh): modules, the 9p root with the guest's own /proc /sys /dev /run,
+// the disk on SCRATCH, then the job in its own mount namespace whose root is the host's tree, made
+// by pivot_root rather than chroot: setns(2) into a mount namespace (runc for \`docker exec\`,
+// nsenter) lands at the namespace's root mount, which under a chroot would be this init's tmpfs, not
+// the tree the job sees. \`poweroff -f\` ends qemu (-no-reboot).
+const INIT2 = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -108,7 +123,8 @@ echo "strata-vm: up in $(cut -d' ' -f1 /proc/uptime) s, kernel $(uname -r)"
 mkfifo /job-out
 cat /job-out >/dev/console &
 cat_pid=$!
-setsid chroot /host /bin/bash /run/vm/job.sh </dev/null >/job-out 2>&1 &
+mkdir -p /host/run/${OLD_ROOT}
+setsid unshare -m --propagation private sh -c 'cd /host && pivot_root . run/${OLD_ROOT} && exec /run/${OLD_ROOT}/bin/busybox chroot . /bin/bash -c "umount -l /run/${OLD_ROOT}; rmdir /run/${OLD_ROOT}; exec /bin/bash /run/vm/job.sh"' </dev/null >/job-out 2>&1 &
 job=$!
 wait $job
 rc=$?
@@ -159,6 +175,7 @@ function _initramfs(dir: string, kernelDir: string, job: string, files: Record<s
   fs.copyFileSync(BUSYBOX, path.join(root, "bin/busybox"));
   fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
   fs.writeFileSync(path.join(root, "init"), INIT, { mode: 0o755 });
+  fs.writeFileSync(path.join(root, "init2"), INIT2, { mode: 0o755 });
   for (const name of fs.readdirSync(path.join(kernelDir, "modules"))) {
     fs.copyFileSync(path.join(kernelDir, "modules", name), path.join(root, "modules", name));
   }
