@@ -83,6 +83,26 @@ try {
     return equal(sys.lgetxattr(file, "user.blob"), binary) && equal(sys.lgetxattr(file, "trusted.t"), binary.subarray(200));
   });
   check("llistxattr", () => sys.llistxattr(file).sort().join() === "trusted.t,user.blob");
+  check("openAt + flistxattr + fgetxattr (a symlink refused)", () => {
+    const dirfd = sys.openDir(path.dirname(file));
+    try {
+      const fd = sys.openAt(dirfd, path.basename(file), 0);
+      try {
+        if (sys.flistxattr(fd).sort().join() !== "trusted.t,user.blob" || !equal(sys.fgetxattr(fd, "user.blob"), binary)) return false;
+        if (sys.fgetxattr(fd, "user.absent") !== null) return false;
+      } finally {
+        sys.close(fd);
+      }
+      try {
+        sys.close(sys.openAt(dirfd, path.basename(link), 0));
+        return false;
+      } catch (err) {
+        return (err as { code?: string }).code === "ELOOP";
+      }
+    } finally {
+      sys.close(dirfd);
+    }
+  });
   check("lremovexattr", () => {
     sys.lremovexattr(file, "user.blob");
     return sys.lgetxattr(file, "user.blob") === null && sys.llistxattr(file).join() === "trusted.t";

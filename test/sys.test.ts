@@ -9,7 +9,7 @@ import { makedev } from "../src/sys/_common.ts";
 import { encodeLoopConfig } from "../src/sys/_loop.ts";
 import { createSys } from "../src/sys/bun.ts";
 import { backingFs, fsName } from "../src/sys/fs-magic.ts";
-import { DT, MNT, MOUNT_ATTR, MS, RENAME } from "../src/sys/types.ts";
+import { DT, MNT, MOUNT_ATTR, MS, O, RENAME } from "../src/sys/types.ts";
 import { lowerdirPlusUnavailable } from "./helpers/overlay-probe.ts";
 
 const sys = createSys();
@@ -179,6 +179,28 @@ describe("xattrs", () => {
     sys.lremovexattr(p, "user.blob");
     expect(sys.lgetxattr(p, "user.blob")).toBeNull();
     expect(sys.llistxattr(p).sort()).toEqual(["trusted.overlay.opaque", "user.empty"]);
+  });
+
+  test.skipIf(!isRoot)("read through a descriptor openAt gave (flistxattr, fgetxattr); openAt refuses a symlink", () => {
+    const p = path.join(root, "f");
+    fs.writeFileSync(p, "x");
+    fs.symlinkSync(p, path.join(root, "l"));
+    sys.lsetxattr(p, "user.blob", binary);
+    sys.lsetxattr(p, "trusted.overlay.opaque", new TextEncoder().encode("y"));
+    const dirfd = sys.openDir(root);
+    try {
+      const fd = sys.openAt(dirfd, "f", O.RDONLY);
+      try {
+        expect(sys.flistxattr(fd).sort()).toEqual(["trusted.overlay.opaque", "user.blob"]);
+        expect(sys.fgetxattr(fd, "user.blob")).toEqual(binary);
+        expect(sys.fgetxattr(fd, "user.absent")).toBeNull();
+      } finally {
+        sys.close(fd);
+      }
+      expect(() => sys.openAt(dirfd, "l", O.RDONLY)).toThrow(expect.objectContaining({ code: "ELOOP" }));
+    } finally {
+      sys.close(dirfd);
+    }
   });
 
   test.skipIf(!isRoot)("honour a subarray's offset", () => {

@@ -9,7 +9,7 @@ import { hasCode } from "../core/errors.ts";
 import { O, type Stat, type Sys } from "../sys/types.ts";
 import { tarTypeOf } from "./_file-type.ts";
 import { toContainer } from "./_id-map.ts";
-import { readXattrs } from "./_metadata.ts";
+import { readXattrs, readXattrsFd } from "./_metadata.ts";
 import { isGone, type Tree } from "./tree.ts";
 import { WHITEOUT_PREFIX } from "./whiteouts.ts";
 import type { TarHeader } from "./tar-types.ts";
@@ -104,41 +104,50 @@ export class EntryWriter {
    * `ownersAsIs` keeps host ids (an overlay whiteout the kernel made: moby leaves its owner alone).
    */
   async write(rel: string, st: Stat, ownersAsIs = false): Promise<TarHeader | null> {
+    const sys = this.#opts.sys;
+    // A regular file with content is opened first (in its directory's descriptor, O_NOFOLLOW: one
+    // swapped for a symlink after the listing is not read through the link), and its attributes
+    // are read from that descriptor: no path is resolved for it.
+    let fd = -1;
+    if (tarTypeOf(st.mode) === "file" && st.size > 0 && !(st.nlink > 1 && this.#links.has(st.ino))) {
+      try {
+        fd = this.#tree.open(rel, O.RDONLY);
+      } catch (err) {
+        if (isGone(err)) return null;
+        throw err;
+      }
+    }
+    try {
+      return await this.#write(rel, st, ownersAsIs, fd);
+    } finally {
+      if (fd !== -1) sys.close(fd);
+    }
+  }
+
+  async #write(rel: string, st: Stat, ownersAsIs: boolean, fd: number): Promise<TarHeader | null> {
     let header: TarHeader | null;
     try {
-      header = await this.#header(rel, st, ownersAsIs);
+      header = await this.#header(rel, st, ownersAsIs, fd);
     } catch (err) {
       if (isGone(err)) return null; // removed while its attributes were read
       throw err;
     }
     if (header === null) return null;
-    if (header.type !== "file" || header.size === 0) {
+    if (header.type !== "file" || header.size === 0 || fd === -1) {
       await this.#writer.add(header);
       return header;
     }
     const sys = this.#opts.sys;
-    let fd: number;
-    try {
-      // O_NOFOLLOW: a file swapped for a symlink after it was listed is not read through the link.
-      fd = sys.openEntry(this.#tree.at(rel), O.RDONLY);
-    } catch (err) {
-      if (isGone(err)) return null;
-      throw err;
+    if (header.size <= SMALL_FILE) {
+      // One read; the header takes the size actually read, so a small file a running container
+      // is writing to cannot break the archive.
+      const bytes = new Uint8Array(header.size);
+      const n = _readFull(sys, fd, bytes);
+      header = { ...header, size: n };
+      await this.#writer.add(header, n === bytes.byteLength ? bytes : bytes.subarray(0, n));
+      return header;
     }
-    try {
-      if (header.size <= SMALL_FILE) {
-        // One read; the header takes the size actually read, so a small file a running container
-        // is writing to cannot break the archive.
-        const bytes = new Uint8Array(header.size);
-        const n = _readFull(sys, fd, bytes);
-        header = { ...header, size: n };
-        await this.#writer.add(header, n === bytes.byteLength ? bytes : bytes.subarray(0, n));
-        return header;
-      }
-      await this.#writer.add(header, _read(sys, fd, header.size));
-    } finally {
-      sys.close(fd);
-    }
+    await this.#writer.add(header, _read(sys, fd, header.size));
     return header;
   }
 
@@ -147,11 +156,11 @@ export class EntryWriter {
     await this.#writer.add({ name, type: "file", mode, uid, gid, size: 0, mtime: MARKER_MTIME, linkname: "", devmajor: 0, devminor: 0, xattrs: new Map() });
   }
 
-  async #header(rel: string, st: Stat, ownersAsIs: boolean): Promise<TarHeader | null> {
+  async #header(rel: string, st: Stat, ownersAsIs: boolean, fd: number): Promise<TarHeader | null> {
     const type = tarTypeOf(st.mode);
     if (type === null) return null;
     const device = type === "char" || type === "block";
-    const xattrs = readXattrs(this.#opts.sys, this.#tree.at(rel));
+    const xattrs = fd === -1 ? readXattrs(this.#opts.sys, this.#tree.at(rel)) : readXattrsFd(this.#opts.sys, fd);
     const drop = this.#opts.dropXattr;
     if (drop) for (const name of [...xattrs.keys()]) if (drop(name)) xattrs.delete(name);
     const cap = xattrs.get(CAPABILITY_XATTR);
@@ -163,7 +172,9 @@ export class EntryWriter {
       uid: ownersAsIs ? st.uid : toContainer(this.#opts.uidMaps, st.uid, "UID"),
       gid: ownersAsIs ? st.gid : toContainer(this.#opts.gidMaps, st.gid, "GID"),
       size: type === "file" ? st.size : 0,
-      mtime: st.mtime,
+      // Whole seconds, as moby's FileInfoHeader writes them: no PAX record per entry for the
+      // fraction, and the same bytes overlay2 would give for the same tree.
+      mtime: { sec: st.mtime.sec, nsec: 0 },
       linkname: type === "symlink" ? await this.#readlink(rel) : "",
       devmajor: device ? st.rdevMajor : 0,
       devminor: device ? st.rdevMinor : 0,

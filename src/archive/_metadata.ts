@@ -54,6 +54,16 @@ export function setMetadataFd(sys: Sys, fd: number, meta: Metadata, bestEffortXa
   sys.futimes(fd, meta.atime, meta.mtime);
 }
 
+/** All extended attributes of the file open as `fd`, name → raw value. */
+export function readXattrsFd(sys: Sys, fd: number): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  for (const name of sys.flistxattr(fd)) {
+    const value = sys.fgetxattr(fd, name);
+    if (value !== null) out.set(name, value);
+  }
+  return out;
+}
+
 /** All extended attributes of `abs` (not following a symlink), name → raw value. */
 export function readXattrs(sys: Sys, abs: string): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();

@@ -126,6 +126,15 @@ export class Tree {
   }
 
   /**
+   * Open the entry `rel` itself (`openat` in its directory's descriptor, O_NOFOLLOW: ELOOP for a
+   * symlink), resolving no path; the caller closes it.
+   */
+  open(rel: string, flags: number): number {
+    const [parent, name] = this.#split(rel);
+    return this.#sys.openAt(parent, name, flags);
+  }
+
+  /**
    * A path naming `rel` through the descriptor of its directory (`/proc/self/fd/N/name`), for
    * calls that do not follow the last component (l*xattr, readlink, open with O_NOFOLLOW). It is
    * valid until the next call on this tree.

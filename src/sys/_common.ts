@@ -112,6 +112,8 @@ export interface Libc {
   fchmod(fd: number, mode: number): Ret;
   futimens(fd: number, times: Buf): Ret;
   fsetxattr(fd: number, name: Buf, value: Buf, size: number | bigint, flags: number): Ret;
+  fgetxattr(fd: number, name: Buf, value: Buf, size: number | bigint): Ret;
+  flistxattr(fd: number, list: Buf, size: number | bigint): Ret;
   copy_file_range(fdIn: number, offIn: Buf, fdOut: number, offOut: Buf, len: number | bigint, flags: number): Ret;
 }
 
@@ -464,6 +466,18 @@ export function libcSys(
     },
     futimes(fd, atime, mtime) {
       check(libc.futimens(fd, encodeTimespecs(atime, mtime)), errno, "futimens");
+    },
+    fgetxattr(fd, name) {
+      const n = cstr(name, "fgetxattr");
+      const value = sized("fgetxattr", name, (buf, size) => libc.fgetxattr(fd, n, buf, size));
+      return typeof value === "number" ? null : value;
+    },
+    flistxattr(fd) {
+      const list = sized("flistxattr", `fd ${fd}`, (buf, size) => libc.flistxattr(fd, buf, size));
+      return typeof list === "number" ? [] : splitXattrNames(list);
+    },
+    openAt(dirfd, name, flags) {
+      return check(libc.openat(dirfd, cstr(name, "openat"), flags | O_RDONLY_CLOEXEC | O_NOFOLLOW, 0), errno, "openat", name);
     },
     fsetxattr(fd, name, value) {
       check(libc.fsetxattr(fd, cstr(name, "fsetxattr"), value, value.byteLength, 0), errno, "fsetxattr", name);

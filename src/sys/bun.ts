@@ -79,6 +79,10 @@ const SYMBOLS = {
   futimens: { args: ["i32", "ptr"], returns: "i32" },
   /** int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) */
   fsetxattr: { args: ["i32", "ptr", "ptr", "u64", "i32"], returns: "i32" },
+  /** ssize_t fgetxattr(int fd, const char *name, void *value, size_t size) */
+  fgetxattr: { args: ["i32", "ptr", "ptr", "u64"], returns: FFIType.i64_fast },
+  /** ssize_t flistxattr(int fd, char *list, size_t size) */
+  flistxattr: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
   /** ssize_t copy_file_range(int fd_in, off64_t *off_in, int fd_out, off64_t *off_out, size_t len, unsigned int flags) */
   copy_file_range: { args: ["i32", "ptr", "i32", "ptr", "u64", "u32"], returns: FFIType.i64_fast },
 } as const;

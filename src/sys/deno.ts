@@ -77,6 +77,10 @@ const SYMBOLS = {
   futimens: { parameters: ["i32", "buffer"], result: "i32" },
   /** int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags) */
   fsetxattr: { parameters: ["i32", "buffer", "buffer", "usize", "i32"], result: "i32" },
+  /** ssize_t fgetxattr(int fd, const char *name, void *value, size_t size) */
+  fgetxattr: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
+  /** ssize_t flistxattr(int fd, char *list, size_t size) */
+  flistxattr: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** ssize_t copy_file_range(int fd_in, off64_t *off_in, int fd_out, off64_t *off_out, size_t len, unsigned int flags) */
   copy_file_range: { parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"], result: "isize" },
   /** fsync on Deno's FFI thread pool: the promise settles when it returns (errno stays on that thread). */

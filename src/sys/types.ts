@@ -190,6 +190,15 @@ export interface Sys {
   futimes(fd: number, atime: Timespec, mtime: Timespec): void;
   /** fsetxattr(2). */
   fsetxattr(fd: number, name: string, value: Uint8Array): void;
+  /** fgetxattr(2): the value, or null when absent (ENODATA) or unsupported (ENOTSUP). */
+  fgetxattr(fd: number, name: string): Uint8Array | null;
+  /** flistxattr(2): attribute names; empty when there are none or they are unsupported. */
+  flistxattr(fd: number): string[];
+  /**
+   * openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW): the entry `name` of the open directory
+   * `dirfd` itself (ELOOP for a symlink), without resolving any path.
+   */
+  openAt(dirfd: number, name: string, flags: number): number;
   /** syncfs(2): write back every dirty page of the filesystem `fd` is on. */
   syncfs(fd: number): void;
   /**

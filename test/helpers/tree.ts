@@ -30,8 +30,11 @@ function _type(st: fs.BigIntStats): NodeInfo["type"] {
   return "socket";
 }
 
-/** Snapshot every path under `root` ("/" is the root itself). Directory mtimes are left out unless asked for. */
-export function snapshot(root: string, sys: Sys, opts: { dirMtimes?: boolean } = {}): Record<string, NodeInfo> {
+/**
+ * Snapshot every path under `root` ("/" is the root itself). Directory mtimes are left out unless
+ * asked for; `wholeSeconds` records mtimes cut to the second (what a layer tar carries, as moby's).
+ */
+export function snapshot(root: string, sys: Sys, opts: { dirMtimes?: boolean; wholeSeconds?: boolean } = {}): Record<string, NodeInfo> {
   const out: Record<string, NodeInfo> = {};
   const inodes = new Map<bigint, string[]>();
   const walk = (rel: string) => {
@@ -41,7 +44,7 @@ export function snapshot(root: string, sys: Sys, opts: { dirMtimes?: boolean } =
     const xattrs: Record<string, string> = {};
     for (const name of sys.llistxattr(abs).sort()) xattrs[name] = Buffer.from(sys.lgetxattr(abs, name) ?? []).toString("hex");
     const info: NodeInfo = { type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), xattrs };
-    if (type !== "dir" || opts.dirMtimes) info.mtimeNs = String(st.mtimeNs);
+    if (type !== "dir" || opts.dirMtimes) info.mtimeNs = String(opts.wholeSeconds ? (st.mtimeNs / 1_000_000_000n) * 1_000_000_000n : st.mtimeNs);
     if (type === "file") {
       info.size = Number(st.size);
       info.sha256 = createHash("sha256").update(fs.readFileSync(abs)).digest("hex");
