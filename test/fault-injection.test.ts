@@ -204,6 +204,29 @@ function newRun(drv: (typeof DRIVERS)[number], plugins: PluginChild[], command?:
   return { root, home: path.join(root, "home"), start };
 }
 
+/**
+ * A fresh Run for each test of the describe it is called in (plugins run with `command`), its
+ * plugins stopped and its root unmounted and removed after; returns a getter for the current one.
+ */
+function runsFor(drv: (typeof DRIVERS)[number], command?: readonly string[]): () => Run {
+  let run: Run;
+  let plugins: PluginChild[];
+  beforeEach(() => {
+    if (drv.skip) return;
+    // Under CI the binary is built before the tests (scripts/test.sh): missing, it is a failure.
+    if (command !== undefined && !fs.existsSync(command[0]!)) throw new Error(`${command[0]} is missing: run ./compile.sh (npm ci for deno)`);
+    plugins = [];
+    run = newRun(drv, plugins, command);
+  });
+  afterEach(async () => {
+    if (drv.skip) return;
+    for (const p of plugins) await p.stop();
+    unmountBelow(sys, run.root);
+    removeTempRoot(run.root);
+  });
+  return () => run;
+}
+
 /** A start that must die of its own fault point while it recovers, before it ever serves. */
 async function crashDuringStart(run: Run, fault: FaultName): Promise<void> {
   const err = await run.start(fault).then(() => null, (e: Error) => e);
@@ -296,25 +319,11 @@ async function runCase(run: Run, drv: (typeof DRIVERS)[number], c: FaultCase): P
 
 for (const drv of DRIVERS) {
   describe(`SIGKILL inside the ${drv.name} driver`, () => {
-    let run: Run;
-    let plugins: PluginChild[];
-
-    beforeEach(() => {
-      if (drv.skip) return;
-      plugins = [];
-      run = newRun(drv, plugins);
-    });
-
-    afterEach(async () => {
-      if (drv.skip) return;
-      for (const p of plugins) await p.stop();
-      unmountBelow(sys, run.root);
-      removeTempRoot(run.root);
-    });
+    const run = runsFor(drv);
 
     for (const c of CASES.filter((c) => c.outcome[drv.name] !== undefined)) {
       const name = `${c.point} (${c.via}): the layer is ${c.outcome[drv.name]}, everything else intact, serving again`;
-      test.skipIf(drv.skip !== null)(drv.skip === null ? name : `${name} (skipped: ${drv.skip})`, () => runCase(run, drv, c), 30_000);
+      test.skipIf(drv.skip !== null)(drv.skip === null ? name : `${name} (skipped: ${drv.skip})`, () => runCase(run(), drv, c), 30_000);
     }
   });
 }
@@ -323,21 +332,10 @@ for (const drv of DRIVERS) {
 const OVERLAY = DRIVERS.find((d) => d.name === "overlay")!;
 
 describe("SIGKILL between a child's rename and its parent's committed marker (overlay)", () => {
-  let run: Run;
-  let plugins: PluginChild[];
-  beforeEach(() => {
-    if (OVERLAY.skip) return;
-    plugins = [];
-    run = newRun(OVERLAY, plugins);
-  });
-  afterEach(async () => {
-    if (OVERLAY.skip) return;
-    for (const p of plugins) await p.stop();
-    unmountBelow(sys, run.root);
-    removeTempRoot(run.root);
-  });
+  const runs = runsFor(OVERLAY);
 
   test.skipIf(OVERLAY.skip !== null)(`the next start marks the parent, so it mounts read-only as before${OVERLAY.skip ? ` (skipped: ${OVERLAY.skip})` : ""}`, async () => {
+    const run = runs();
     const first = await run.start();
     await first.ok("GraphDriver.Init", { Home: run.home, Opts: [], UIDMaps: null, GIDMaps: null });
     await first.ok("GraphDriver.Create", { ID: "base", Parent: "" });
@@ -373,20 +371,10 @@ describe("SIGKILL between a child's rename and its parent's committed marker (ov
 
 describe("SIGKILL between Init's driver start and its saved state", () => {
   const VFS = DRIVERS.find((d) => d.name === "vfs")!;
-  let run: Run;
-  let plugins: PluginChild[];
-  beforeEach(() => {
-    if (VFS.skip) return;
-    plugins = [];
-    run = newRun(VFS, plugins);
-  });
-  afterEach(async () => {
-    if (VFS.skip) return;
-    for (const p of plugins) await p.stop();
-    removeTempRoot(run.root);
-  });
+  const runs = runsFor(VFS);
 
   test.skipIf(VFS.skip !== null)(`the next start serves the Home of the Init saved before, or waits for Init when there was none${VFS.skip ? ` (skipped: ${VFS.skip})` : ""}`, async () => {
+    const run = runs();
     const other = path.join(run.root, "other-home");
     const state = path.join(run.root, "state", "state.json");
     // No Init saved yet: the crash leaves none, and the next start waits for one.
@@ -416,24 +404,10 @@ describe("SIGKILL in the compiled binary and on Deno (overlay)", () => {
   const picked = CASES.filter((c) => !c.recoveryCrash && c.outcome.overlay !== undefined);
   for (const [runtime, command] of [["binary", PLUGIN_COMMANDS.binary], ["deno", PLUGIN_COMMANDS.deno]] as const) {
     describe(runtime, () => {
-      let run: Run;
-      let plugins: PluginChild[];
-      beforeEach(() => {
-        if (OVERLAY.skip) return;
-        // Under CI the binary is built before the tests (scripts/test.sh): missing, it is a failure.
-        if (!fs.existsSync(command[0])) throw new Error(`${command[0]} is missing: run ./compile.sh (npm ci for deno)`);
-        plugins = [];
-        run = newRun(OVERLAY, plugins, command);
-      });
-      afterEach(async () => {
-        if (OVERLAY.skip) return;
-        for (const p of plugins) await p.stop();
-        unmountBelow(sys, run.root);
-        removeTempRoot(run.root);
-      });
+      const run = runsFor(OVERLAY, command);
       for (const c of picked) {
         const name = `${c.point} (${c.via}): the layer is ${c.outcome.overlay}, everything else intact, serving again`;
-        test.skipIf(OVERLAY.skip !== null)(OVERLAY.skip === null ? name : `${name} (skipped: ${OVERLAY.skip})`, () => runCase(run, OVERLAY, c), 180_000);
+        test.skipIf(OVERLAY.skip !== null)(OVERLAY.skip === null ? name : `${name} (skipped: ${OVERLAY.skip})`, () => runCase(run(), OVERLAY, c), 180_000);
       }
     });
   }

@@ -54,24 +54,23 @@ export function setMetadataFd(sys: Sys, fd: number, meta: Metadata, bestEffortXa
   sys.futimes(fd, meta.atime, meta.mtime);
 }
 
-/** All extended attributes of the file open as `fd`, name → raw value. */
-export function readXattrsFd(sys: Sys, fd: number): Map<string, Uint8Array> {
+/** name → value of `names`; a value removed between list and get is simply gone. */
+function _collect(names: string[], get: (name: string) => Uint8Array | null): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();
-  for (const name of sys.flistxattr(fd)) {
-    const value = sys.fgetxattr(fd, name);
+  for (const name of names) {
+    const value = get(name);
     if (value !== null) out.set(name, value);
   }
   return out;
 }
 
+/** All extended attributes of the file open as `fd`, name → raw value. */
+export function readXattrsFd(sys: Sys, fd: number): Map<string, Uint8Array> {
+  return _collect(sys.flistxattr(fd), (name) => sys.fgetxattr(fd, name));
+}
+
 /** All extended attributes of `abs` (not following a symlink), name → raw value. */
 export function readXattrs(sys: Sys, abs: string): Map<string, Uint8Array> {
-  const out = new Map<string, Uint8Array>();
-  for (const name of sys.llistxattr(abs)) {
-    // A value removed between list and get is simply gone.
-    const value = sys.lgetxattr(abs, name);
-    if (value !== null) out.set(name, value);
-  }
-  return out;
+  return _collect(sys.llistxattr(abs), (name) => sys.lgetxattr(abs, name));
 }
 
