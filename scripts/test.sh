@@ -72,10 +72,13 @@ if [ "$(id -u)" = 0 ]; then
   run vm-kernel-6.1 node_modules/.bin/bun test/vm/run.ts --kernel bookworm -- "${vm_suite[@]}"
   run vm-kernel-6.12 node_modules/.bin/bun test/vm/run.ts --kernel trixie -- "${vm_suite[@]}"
   # dockerd 20.10 on strata (binary, overlay) on Debian 12's and 13's kernels: the plugin scenario in
-  # the VM, 5 containers at once instead of 20 (~3.5 min each under TCG, ~1 min with KVM).
-  for kernel in bookworm:6.1 trixie:6.12; do
-    STRATA_E2E=1 STRATA_E2E_DRIVER=overlay STRATA_E2E_VARIANTS=binary STRATA_E2E_PARALLEL=5 run "vm-dockerd-${kernel#*:}" \
-      node_modules/.bin/bun test/vm/run.ts --kernel "${kernel%%:*}" --timeout-s 1500 -- \
+  # the VM, 5 containers at once instead of 20 (~3-5 min each under TCG, ~1 min with KVM). 6.12 gets
+  # one vCPU: under TCG with two, its kernel oopsed (int3 in __kmalloc_noprof, text patching) as
+  # runc started.
+  for kernel in bookworm:6.1:2 trixie:6.12:1; do
+    IFS=: read -r release version cpus <<<"$kernel"
+    STRATA_E2E=1 STRATA_E2E_DRIVER=overlay STRATA_E2E_VARIANTS=binary STRATA_E2E_PARALLEL=5 run "vm-dockerd-$version" \
+      node_modules/.bin/bun test/vm/run.ts --kernel "$release" --cpus "$cpus" --timeout-s 1500 -- \
       bash test/vm/with-docker.sh node_modules/.bin/bun test --timeout 600000 test/e2e/plugin.test.ts
   done
   STRATA_VM=1 STRATA_POWER_CUT_ROUNDS=${STRATA_POWER_CUT_ROUNDS:-3} run vm-power-cut node_modules/.bin/bun test --timeout 600000 test/vm/power-cut.test.ts

@@ -2,7 +2,7 @@
  * Run a command inside the test machine on a stock Debian kernel, in this repository, as root, with
  * a fresh ext4 disk as its TMPDIR (/run/scratch); prints the console and exits with the command's status.
  *
- *   bun test/vm/run.ts --kernel bookworm|trixie [--disk-size 6G] [--timeout-s 900] -- COMMAND...
+ *   bun test/vm/run.ts --kernel bookworm|trixie [--disk-size 6G] [--timeout-s 900] [--cpus 2] -- COMMAND...
  *
  * Where the machine cannot run, it says why and exits 1 under CI=true, 0 otherwise (a skip).
  * @example
@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { RELEASES, type Release, accel, bootVm, jobPrelude, kernelFor, makeDisk, shellQuote, vmUnavailable } from "./vm.ts";
 
 function _usage(msg: string): never {
-  console.error(`vm: ${msg}\nusage: bun test/vm/run.ts --kernel bookworm|trixie [--disk-size 6G] [--timeout-s 900] -- COMMAND...`);
+  console.error(`vm: ${msg}\nusage: bun test/vm/run.ts --kernel bookworm|trixie [--disk-size 6G] [--timeout-s 900] [--cpus 2] -- COMMAND...`);
   process.exit(2);
 }
 
@@ -51,6 +51,7 @@ try {
     disks: [disk],
     job: `${jobPrelude(passed)}${command.map(shellQuote).join(" ")}\n`,
     timeoutMs: Number(flags.get("timeout-s") ?? 900) * 1000,
+    cpus: Number(flags.get("cpus") ?? 2),
     onLine: (line) => console.log(line),
   });
   const result = await vm.done;
