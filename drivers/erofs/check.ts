@@ -101,9 +101,9 @@ export async function checkErofsStore(ctx: CheckContext): Promise<Finding[]> {
       continue;
     }
     const image = entryKind(layout.of(name, IMAGE_FILE));
-    const marked = entryKind(layout.of(name, RW_FILE)) === "file" || entryKind(layout.of(name, PENDING_FILE)) === "file";
-    const rw = image === "missing" && entryKind(layout.of(name, RW_FILE)) === "file";
-    layers.set(name, { parent: readFileSync(path.join(p, PARENT_FILE), "utf8").trim(), image, sound: false, upper: image === "missing" && marked, rw });
+    const rwMarker = entryKind(layout.of(name, RW_FILE)) === "file";
+    const marked = rwMarker || entryKind(layout.of(name, PENDING_FILE)) === "file";
+    layers.set(name, { parent: readFileSync(path.join(p, PARENT_FILE), "utf8").trim(), image, sound: false, upper: image === "missing" && marked, rw: image === "missing" && rwMarker });
   }
 
   for (const [id, l] of layers) {

@@ -164,10 +164,8 @@ class ErofsDriver implements Driver {
     // layer whose whole chain is still mounted keeps it pinned, as Mounts left it, until Commit or
     // Remove: unmounting it would detach it under a running container.
     for (const id of ids) {
-      // Only container layers (the rw marker): an image layer still waiting for its ApplyDiff is not one.
-      // A marker that is not ours (a symlink) makes it none: the calls on the layer report that.
-      const container = async () => !(await this.#hasImage(id)) && (await this.#ownFile(this.#layout.of(id, RW_FILE)));
-      if (this.#views.has(id) || this.#pinned.has(id) || !(await container().catch(() => false))) continue;
+      // A marker that is not ours (a symlink) makes it no container layer: the calls on it report that.
+      if (this.#views.has(id) || this.#pinned.has(id) || !(await this.#isContainer(id).catch(() => false))) continue;
       const plan = await this.#plan(id).catch(() => null);
       const images = plan?.parts.flatMap((p) => (p.image === null ? [] : [p.image])) ?? [];
       if (images.length === 0 || images.some((i) => !mountedImages.has(i))) continue;
@@ -185,7 +183,7 @@ class ErofsDriver implements Driver {
     if (stale.length) this.#log.info("unmounted stale mounts", { count: stale.length });
     for (const name of await fs.readdir(this.#layout.tmpDir)) {
       // A symlink goes as a link; what cannot go (a mount inside) is reported and left for a later start.
-      await this.#staging.discard(path.join(this.#layout.tmpDir, name), name, "recovery");
+      await this.#staging.discard(path.join(this.#layout.tmpDir, name), name, "recovery", FAULT.recoverMidRemove);
     }
   }
 
@@ -500,6 +498,11 @@ class ErofsDriver implements Driver {
   async #isRw(id: string): Promise<boolean> {
     if (await this.#hasImage(id)) return false;
     return (await this.#ownFile(this.#layout.of(id, RW_FILE))) || (await this.#isPending(id));
+  }
+
+  /** A container layer: the rw marker and no image (an image layer waiting for its ApplyDiff is none). */
+  async #isContainer(id: string): Promise<boolean> {
+    return !(await this.#hasImage(id)) && (await this.#ownFile(this.#layout.of(id, RW_FILE)));
   }
 
   async #isPending(id: string): Promise<boolean> {

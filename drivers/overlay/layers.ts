@@ -418,7 +418,7 @@ export class LayerStore {
   async recover(): Promise<void> {
     for (const name of await fs.readdir(this.layout.tmpDir)) {
       // What cannot go (a mount left inside, a link on the way) is reported and left for a later start.
-      await this.#staging.discard(path.join(this.layout.tmpDir, name), name, "recovery");
+      await this.#staging.discard(path.join(this.layout.tmpDir, name), name, "recovery", FAULT.recoverMidRemove);
     }
     const wanted = new Map<string, string>();
     for (const id of await this.ids()) {

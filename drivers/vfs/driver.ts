@@ -87,7 +87,7 @@ class VfsDriver {
         await this.#finishApply(entry, name.slice(READY_PREFIX.length));
       }
       // A symlink goes as a link; what cannot go (a mount inside) is reported and left for a later start.
-      await this.#staging.discard(entry, name, "recovery");
+      await this.#staging.discard(entry, name, "recovery", FAULT.recoverMidRemove);
     }
     await this.#records.load((id) => this.exists(id));
   }

@@ -6,7 +6,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { hasCode } from "../core/errors.ts";
-import { FAULT, type FaultName } from "../core/fault.ts";
+import type { FaultName } from "../core/fault.ts";
 import type { Logger } from "../core/log.ts";
 import type { Sys } from "../sys/types.ts";
 import { entryPath, tempName } from "./names.ts";
@@ -53,9 +53,11 @@ export class Staging {
     await removeBeneath(this.#sys, path.dirname(p), path.basename(p), fault);
   }
 
-  /** `remove`, for a tree moved aside or a build that failed: what cannot go now is logged and left for the next start. */
-  async discard(p: string, id: string, what = "remove"): Promise<void> {
-    // Start-up recovery's own removals are where a crash during recovery is tried.
-    await this.remove(p, what === "recovery" ? FAULT.recoverMidRemove : undefined).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
+  /**
+   * `remove`, for a tree moved aside or a build that failed: what cannot go now is logged and left
+   * for the next start. `fault`: the crash point passed in the middle of it (start-up recovery's).
+   */
+  async discard(p: string, id: string, what = "remove", fault?: FaultName): Promise<void> {
+    await this.remove(p, fault).catch((e) => this.#log.warn(`${what} left files`, { id, err: String(e) }));
   }
 }

@@ -36,6 +36,16 @@ export interface PluginCrash {
   restartedPid: number;
 }
 
+/** How the plugin's daemon runs when not on the host as it is (dockerd 26 from a chroot). */
+export interface ManagedPluginDaemon {
+  /** Wraps every dockerd and docker command (into the chroot's mount namespace). */
+  wrap?: (argv: string[]) => string[];
+  /** More dockerd flags, for the bootstrap daemon too. */
+  extraArgs?: string[];
+  /** Where the host sees the daemon's /run/docker/plugins (default: that path itself). */
+  execRoot?: string;
+}
+
 /**
  * One managed plugin of a private daemon: install it, find its process, socket and propagated mount.
  *
@@ -47,16 +57,6 @@ export interface PluginCrash {
  * await plugin.crash();                 // SIGKILL; dockerd restarts it
  * ```
  */
-/** How the plugin's daemon runs when not on the host as it is (dockerd 26 from a chroot). */
-export interface ManagedPluginDaemon {
-  /** Wraps every dockerd and docker command (into the chroot's mount namespace). */
-  wrap?: (argv: string[]) => string[];
-  /** More dockerd flags, for the bootstrap daemon too. */
-  extraArgs?: string[];
-  /** Where the host sees the daemon's /run/docker/plugins (default: that path itself). */
-  execRoot?: string;
-}
-
 export class ManagedPlugin {
   readonly spec: ManagedPluginSpec;
   readonly root: string;

@@ -6,6 +6,7 @@
  * STRATA_E2E_DRIVER=vfs        strata's --driver (default vfs)
  * STRATA_E2E_VARIANTS=bun,deno only these variants (default: binary,bun,deno)
  * STRATA_E2E_LOG_LEVEL=debug   the plugin's --log-level (default info)
+ * STRATA_E2E_PARALLEL=5        containers the parallel step runs at once (default 20; 5 in the VM)
  * STRATA_E2E_KEEP_LOGS=1       keep dockerd.log and plugin.log in /tmp/strata-e2e-*-logs even on success
  */
 import { e2eUnavailableReason } from "./harness.ts";

@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { PLUGIN_COMMANDS } from "../helpers/plugin-child.ts";
 import { REPO_ROOT } from "./harness.ts";
 
 /** One way of starting strata. */
@@ -26,21 +27,21 @@ export const STRATA_VARIANTS: readonly StrataVariant[] = [
   {
     id: "binary",
     name: "compiled binary dist/strata",
-    command: [repo("dist/strata")],
+    command: [...PLUGIN_COMMANDS.binary],
     needs: [[repo("dist/strata"), "dist/strata is not built: run ./compile.sh"]],
     readyTimeoutMs: 30_000,
   },
   {
     id: "bun",
     name: "bun src/main.bun.ts",
-    command: [repo("node_modules/.bin/bun"), "src/main.bun.ts"],
+    command: [...PLUGIN_COMMANDS.bun],
     needs: [[repo("node_modules/.bin/bun"), "node_modules/.bin/bun is missing: run npm ci"]],
     readyTimeoutMs: 30_000,
   },
   {
     id: "deno",
     name: "deno run -A src/main.deno.ts",
-    command: [repo("node_modules/.bin/deno"), "run", "-A", "src/main.deno.ts"],
+    command: [...PLUGIN_COMMANDS.deno],
     needs: [[repo("node_modules/.bin/deno"), "node_modules/.bin/deno is missing: run npm ci"]],
     // The first start type-checks nothing but still loads and compiles the whole module graph.
     readyTimeoutMs: 120_000,

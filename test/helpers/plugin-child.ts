@@ -22,11 +22,11 @@ export interface PluginChildOptions {
   logFile: string;
   /** Added to the environment; a key set to undefined is removed from it. */
   env?: Record<string, string | undefined>;
-  /** The command before `serve` (default: Bun on the source); relative paths are from the repository. */
+  /** The command before `serve` (default: Bun on the source), run in the repository. */
   command?: readonly string[];
 }
 
-/** The ways to run the plugin a test may choose, by name. */
+/** The ways to run strata, by name: the command before its subcommand (also the e2e variants'). */
 export const PLUGIN_COMMANDS = {
   bun: [BUN, "src/main.bun.ts"],
   binary: [path.join(REPO, "dist/strata")],
